@@ -1,0 +1,141 @@
+"""The backend protocol: a backend loads an artifact into a session; a session runs named arrays.
+
+``Session.run`` checks names, shapes and dtypes against the session's declared inputs and
+times the call; subclasses implement only ``_run``.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ferry.errors import UserError
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, dtype and shape of a session input/output; ``None`` or a string marks a dynamic dim."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str | None, ...]
+
+    def describe(self) -> str:
+        dims = ",".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype}[{dims}]"
+
+
+@dataclass
+class RunOutput:
+    """Outputs of one ``Session.run`` call and its wall time in seconds."""
+
+    outputs: dict[str, np.ndarray]
+    seconds: float
+
+
+class Session(ABC):
+    """A loaded model, ready to run."""
+
+    backend: str = ""
+    inputs: tuple[TensorInfo, ...] = ()
+    outputs: tuple[TensorInfo, ...] = ()
+    settings: dict[str, Any]
+
+    def __init__(self) -> None:
+        self.settings = {}
+
+    def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validate input names, ranks, static dims and dtypes; return a plain dict.
+
+        Raises:
+            UserError: naming the input and what was expected.
+        """
+        expected = {i.name: i for i in self.inputs}
+        missing = [n for n in expected if n not in feeds]
+        unknown = [n for n in feeds if n not in expected]
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append(f"missing input(s) {', '.join(missing)}")
+            if unknown:
+                parts.append(f"unknown input(s) {', '.join(unknown)}")
+            want = "; ".join(i.describe() for i in self.inputs)
+            raise UserError(f"{' and '.join(parts)}; the model expects {want}")
+        clean: dict[str, np.ndarray] = {}
+        for name, info in expected.items():
+            arr = np.asarray(feeds[name])
+            if arr.dtype != np.dtype(info.dtype):
+                raise UserError(f"input {name!r} has dtype {arr.dtype}, expected {info.dtype}")
+            if len(arr.shape) != len(info.shape):
+                raise UserError(
+                    f"input {name!r} has shape {tuple(arr.shape)} (rank {arr.ndim}), expected rank"
+                    f" {len(info.shape)}: {info.describe()}"
+                )
+            for axis, (got, want_dim) in enumerate(zip(arr.shape, info.shape, strict=True)):
+                if isinstance(want_dim, int) and got != want_dim:
+                    raise UserError(
+                        f"input {name!r} has size {got} on axis {axis}, expected {want_dim}: {info.describe()}"
+                        " (that axis is static in this model)"
+                    )
+            clean[name] = arr
+        return clean
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> RunOutput:
+        """Run the model on named inputs and return named outputs with the wall time."""
+        clean = self.check_feeds(feeds)
+        start = time.perf_counter()
+        outputs = self._run(clean)
+        return RunOutput(outputs=outputs, seconds=time.perf_counter() - start)
+
+    @abstractmethod
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model; inputs are already validated."""
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a backend reports about itself."""
+
+    name: str
+    version: str
+    available: bool
+    reason: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """A runtime that loads an artifact (an ONNX file or a PyTorch module) into a session."""
+
+    name: str = ""
+    #: what ``load`` takes: "onnx" (a path to an ONNX file) or "torch" (an nn.Module).
+    artifact: str = "onnx"
+    #: pip extra that installs the runtime, for the "not installed" message.
+    extra: str = ""
+
+    @abstractmethod
+    def version(self) -> str | None:
+        """The runtime's version, or ``None`` when it is not installed."""
+
+    def available(self) -> bool:
+        return self.version() is not None
+
+    def info(self) -> BackendInfo:
+        v = self.version()
+        reason = "" if v else f"not installed: pip install 'ferry[{self.extra}]'"
+        return BackendInfo(self.name, v or "", v is not None, reason)
+
+    def require(self) -> None:
+        """Raise a clear error when the runtime is missing."""
+        if not self.available():
+            from ferry.errors import MissingDependencyError
+
+            raise MissingDependencyError(f"{self.name} is not installed: pip install 'ferry[{self.extra}]'")
+
+    @abstractmethod
+    def load(self, artifact: Any, **options: Any) -> Session:
+        """Load an artifact and return a session."""

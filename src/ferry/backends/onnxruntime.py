@@ -1,0 +1,89 @@
+"""ONNX Runtime backend: CPU provider, CUDA when the installed build has it."""
+
+from __future__ import annotations
+
+import os
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from ferry.backends.base import Backend, Session, TensorInfo
+from ferry.errors import UserError
+
+# ONNX Runtime type strings -> numpy dtype names.
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int16)": "int16",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+
+def _dim(d: object) -> int | str | None:
+    return d if isinstance(d, (int, str)) else None
+
+
+class OnnxRuntimeSession(Session):
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], *, optimize: bool = True, threads: int = 0) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        )
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = threads
+        available = ort.get_available_providers()
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        try:
+            self._sess = ort.InferenceSession(os.fspath(path), so, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own unexported exception types
+            msg = " ".join(str(exc).split())
+            raise UserError(f"ONNX Runtime cannot load {path}: {msg[:500]}") from exc
+        self.inputs = tuple(
+            TensorInfo(i.name, _ORT_TYPES.get(i.type, i.type), tuple(_dim(d) for d in i.shape))
+            for i in self._sess.get_inputs()
+        )
+        self.outputs = tuple(
+            TensorInfo(o.name, _ORT_TYPES.get(o.type, o.type), tuple(_dim(d) for d in o.shape))
+            for o in self._sess.get_outputs()
+        )
+        self.settings = {
+            "providers": self._sess.get_providers(),
+            "graph_optimization": "all" if optimize else "disabled",
+            "threads": threads or "default",
+        }
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            values = self._sess.run(None, feeds)
+        except Exception as exc:  # onnxruntime's Fail/InvalidArgument types are not importable
+            msg = " ".join(str(exc).split())
+            raise UserError(f"ONNX Runtime failed to run the model: {msg[:500]}") from exc
+        return {o.name: np.asarray(v) for o, v in zip(self.outputs, values, strict=True)}
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    artifact = "onnx"
+    extra = "core"
+
+    def version(self) -> str | None:
+        try:
+            return metadata.version("onnxruntime")
+        except metadata.PackageNotFoundError:
+            return None
+
+    def load(self, artifact: Any, **options: Any) -> OnnxRuntimeSession:
+        self.require()
+        return OnnxRuntimeSession(artifact, **options)

@@ -1,0 +1,199 @@
+"""Input specifications: shapes, dynamic dims, dtypes and value ranges of a model's inputs.
+
+A spec string is what users type after ``--input``::
+
+    1,3,224,224                  static shape, float32
+    1x3x224x224                  the same, shorthand
+    batch=1,1,height=224,width=224   dims named ``batch``, ``height``, ``width`` are dynamic
+    2,12:int64:0:100             int64 values drawn from [0, 100)
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ferry.errors import UserError
+
+FLOAT_DTYPES = ("float32", "float16", "float64", "bfloat16")
+INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
+DTYPES = (*FLOAT_DTYPES, *INT_DTYPES, "bool")
+
+_DIM_RE = re.compile(r"^(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)=)?(?P<size>\d+)$")
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One dimension: an example size, and a name when the dimension is dynamic."""
+
+    size: int
+    name: str | None = None
+
+    @property
+    def dynamic(self) -> bool:
+        return self.name is not None
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.size}" if self.name else str(self.size)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Shape, dtype and sample range of one model input.
+
+    Attributes:
+        dims: the dimensions; named ones are exported as dynamic axes.
+        dtype: a numpy dtype name (``float32``, ``int64``, ...).
+        low: lower bound of generated integer samples (inclusive).
+        high: upper bound of generated integer samples (exclusive).
+        name: the input's name in the exported graph; filled from ``forward``'s signature
+            when empty.
+    """
+
+    dims: tuple[Dim, ...]
+    dtype: str = "float32"
+    low: int | None = None
+    high: int | None = None
+    name: str = ""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The example shape."""
+        return tuple(d.size for d in self.dims)
+
+    @property
+    def dynamic_axes(self) -> dict[int, str]:
+        """Axis index -> dynamic dim name."""
+        return {i: d.name for i, d in enumerate(self.dims) if d.name}
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
+    def with_name(self, name: str) -> InputSpec:
+        return replace(self, name=name)
+
+    def with_sizes(self, sizes: Mapping[str, int]) -> InputSpec:
+        """A copy whose dynamic dims take the sizes given by name (others keep theirs)."""
+        return replace(self, dims=tuple(Dim(sizes.get(d.name, d.size), d.name) if d.name else d for d in self.dims))
+
+    def __str__(self) -> str:
+        text = ",".join(str(d) for d in self.dims)
+        if self.dtype != "float32" or self.low is not None:
+            text += f":{self.dtype}"
+        if self.low is not None and self.high is not None:
+            text += f":{self.low}:{self.high}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": [d.size for d in self.dims],
+            "dynamic": {str(i): n for i, n in self.dynamic_axes.items()},
+            "dtype": self.dtype,
+            "range": [self.low, self.high] if self.low is not None else None,
+            "spec": str(self),
+        }
+
+    def sample(self, rng: np.random.Generator, *, scale: float = 1.0, offset: float = 0.0) -> np.ndarray:
+        """Draw one random array: normals (times ``scale`` plus ``offset``) for floats,
+        uniform integers in [low, high) for ints."""
+        if self.is_float:
+            data = rng.standard_normal(self.shape) * scale + offset
+            return data.astype(np.float32 if self.dtype == "bfloat16" else self.dtype)
+        if self.dtype == "bool":
+            return rng.integers(0, 2, self.shape).astype(bool)
+        low = 0 if self.low is None else self.low
+        high = 2 if self.high is None else self.high
+        return rng.integers(low, high, self.shape).astype(self.dtype)
+
+
+def parse_input_spec(text: str) -> InputSpec:
+    """Parse one ``--input`` spec string.
+
+    Raises:
+        UserError: with the accepted grammar when the string is malformed.
+    """
+    help_text = "expected e.g. 1,3,224,224 or batch=1,3,height=224,width=224 or 2,12:int64:0:100"
+    raw = text.strip()
+    if not raw:
+        raise UserError(f"empty input spec; {help_text}")
+    parts = raw.split(":")
+    dims_text, rest = parts[0], parts[1:]
+    if "x" in dims_text and "," not in dims_text and "=" not in dims_text:
+        dims_text = dims_text.replace("x", ",")
+    dims: list[Dim] = []
+    seen: set[str] = set()
+    for token in dims_text.split(","):
+        m = _DIM_RE.match(token.strip())
+        if not m:
+            raise UserError(f"bad dimension {token!r} in input spec {text!r}; {help_text}")
+        size = int(m.group("size"))
+        name = m.group("name")
+        if size < 1:
+            raise UserError(f"dimension {token!r} in input spec {text!r} must be at least 1")
+        if name:
+            if name in seen:
+                raise UserError(f"dimension name {name!r} appears twice in input spec {text!r}")
+            seen.add(name)
+        dims.append(Dim(size, name))
+    dtype = "float32"
+    low: int | None = None
+    high: int | None = None
+    if rest:
+        dtype = rest[0].strip() or "float32"
+        if dtype not in DTYPES:
+            raise UserError(f"unknown dtype {dtype!r} in input spec {text!r}; known: {', '.join(DTYPES)}")
+        bounds = rest[1:]
+        if bounds:
+            if dtype not in INT_DTYPES or len(bounds) != 2:
+                raise UserError(f"a value range low:high is only allowed after an integer dtype, got {text!r}")
+            try:
+                low, high = int(bounds[0]), int(bounds[1])
+            except ValueError as exc:
+                raise UserError(f"value range in {text!r} must be two integers low:high") from exc
+            if high <= low:
+                raise UserError(f"value range in {text!r} is empty: high must be greater than low")
+    return InputSpec(tuple(dims), dtype, low, high)
+
+
+def parse_input_specs(texts: Sequence[str]) -> list[InputSpec]:
+    """Parse several ``--input`` spec strings, checking that dynamic dim names agree."""
+    specs = [parse_input_spec(t) for t in texts]
+    sizes: dict[str, int] = {}
+    for spec in specs:
+        for d in spec.dims:
+            if d.name is None:
+                continue
+            if d.name in sizes and sizes[d.name] != d.size:
+                raise UserError(
+                    f"dynamic dim {d.name!r} has example size {sizes[d.name]} in one input and {d.size} in another;"
+                    " give it the same size everywhere"
+                )
+            sizes[d.name] = d.size
+    return specs
+
+
+def parse_literal(text: str) -> Any:
+    """Parse a ``--arg`` value as a Python literal, falling back to the plain string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
+    """Parse ``key=value`` pairs (values as Python literals) into a dict."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UserError(f"bad --arg {pair!r}; expected key=value, e.g. --arg upscale_factor=3")
+        out[key] = parse_literal(value)
+    return out

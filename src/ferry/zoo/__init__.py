@@ -1,0 +1,150 @@
+"""The model zoo: named architectures with declared inputs, outputs, tolerances and weights.
+
+Each model family lives in its own module and is registered explicitly in :data:`REGISTRY`
+below (no import side effects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from torch import nn
+
+from ferry.errors import InternalError, UserError
+from ferry.specs import InputSpec, parse_input_spec
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """A registered model: how to build it and what it consumes and produces.
+
+    Attributes:
+        name: registry name (``zoo:NAME`` on the command line).
+        summary: one line for ``ferry zoo list``.
+        factory: builds the ``nn.Module`` from keyword arguments.
+        inputs: input specs with names; named dims are dynamic.
+        outputs: output names.
+        weights: file name of a safetensors state dict shipped in ``ferry/zoo/weights``,
+            or ``None`` when the model has random weights.
+        weights_note: where the weights come from, in plain words.
+        tolerance: default (rtol, atol) for float32 parity.
+        task: task metadata (kind, scale factor, colour space, ...).
+        card: extra model-card facts (training data, time, figures).
+    """
+
+    name: str
+    summary: str
+    factory: Callable[..., nn.Module]
+    inputs: tuple[InputSpec, ...]
+    outputs: tuple[str, ...]
+    weights: str | None
+    weights_note: str
+    tolerance: tuple[float, float] = (1e-4, 1e-5)
+    task: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trained(self) -> bool:
+        return self.weights is not None
+
+    def build(self, **kwargs: Any) -> nn.Module:
+        """Instantiate the model, load its shipped weights when it has them, and set eval mode."""
+        from ferry.models import load_state_dict
+
+        model = self.factory(**kwargs)
+        if self.weights is not None and not kwargs:
+            with resources.as_file(resources.files("ferry.zoo") / "weights" / self.weights) as path:
+                load_state_dict(model, path)
+        return model.eval()
+
+
+class Registry:
+    """A name -> ZooModel table that refuses duplicates and lists known names on a miss."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, ZooModel] = {}
+
+    def register(self, model: ZooModel) -> ZooModel:
+        if model.name in self._models:
+            raise InternalError(f"zoo model {model.name!r} is registered twice")
+        self._models[model.name] = model
+        return model
+
+    def get(self, name: str) -> ZooModel:
+        try:
+            return self._models[name]
+        except KeyError:
+            raise UserError(f"unknown zoo model {name!r}; known: {', '.join(sorted(self._models))}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def __iter__(self) -> Iterator[ZooModel]:
+        return iter(self._models[n] for n in self.names())
+
+
+def _specs(*texts: str, names: tuple[str, ...]) -> tuple[InputSpec, ...]:
+    return tuple(parse_input_spec(t).with_name(n) for t, n in zip(texts, names, strict=True))
+
+
+def _build_registry() -> Registry:
+    from ferry.zoo import alexnet, srresnet, superres
+
+    reg = Registry()
+    reg.register(
+        ZooModel(
+            name="superres",
+            summary="ESPCN super-resolution x3 (the PyTorch tutorial's SuperResolutionNet) on the Y channel",
+            factory=superres.SuperResolutionNet,
+            inputs=_specs("batch=1,1,height=224,width=224", names=("input",)),
+            outputs=("output",),
+            weights="superres_x3.safetensors",
+            weights_note="trained by ferry (ferry train superres) on images bundled with scikit-image and sporco",
+            tolerance=(1e-4, 1e-5),
+            task=superres.TASK,
+            card=superres.CARD,
+        )
+    )
+    reg.register(
+        ZooModel(
+            name="srresnet",
+            summary="SRResNet x4 (Ledig et al. 2017), 16 residual blocks, on RGB in [0, 1]",
+            factory=srresnet.SRResNet,
+            inputs=_specs("batch=1,3,height=64,width=64", names=("input",)),
+            outputs=("output",),
+            weights=None,
+            weights_note="random weights: architecture only, not trained here",
+            tolerance=(1e-3, 1e-4),
+            task={"kind": "super-resolution", "scale": 4, "colour": "RGB in [0, 1]"},
+        )
+    )
+    reg.register(
+        ZooModel(
+            name="alexnet",
+            summary="AlexNet image classifier (Krizhevsky et al. 2012), 1000 classes",
+            factory=alexnet.AlexNet,
+            inputs=_specs("batch=1,3,224,224", names=("image",)),
+            outputs=("logits",),
+            weights=None,
+            weights_note="random weights: architecture only, ImageNet weights cannot be fetched here",
+            tolerance=(1e-3, 1e-4),
+            task={"kind": "classification", "classes": 1000, "colour": "RGB, ImageNet-normalised"},
+        )
+    )
+    return reg
+
+
+REGISTRY = _build_registry()
+
+
+def get(name: str) -> ZooModel:
+    """Look up a zoo model by name."""
+    return REGISTRY.get(name)
+
+
+def names() -> list[str]:
+    """Names of all zoo models."""
+    return REGISTRY.names()
