@@ -88,10 +88,18 @@ def compare_arrays(name: str, reference: np.ndarray, test: np.ndarray, tol: Tole
     shape = tuple(int(d) for d in ref.shape)
     if ref.shape != tst.shape:
         return OutputStats(
-            name, shape, ref.dtype.name, math.inf, math.inf, 1.0, math.nan,
-            tol.rtol if tol else None, tol.atol if tol else None, False,
+            name,
+            shape,
+            ref.dtype.name,
+            math.inf,
+            math.inf,
+            1.0,
+            math.nan,
+            tol.rtol if tol else None,
+            tol.atol if tol else None,
+            False,
             f"shape {tuple(tst.shape)} differs from the reference {shape}",
-        )  # fmt: skip
+        )
     if ref.size == 0:
         return OutputStats(name, shape, ref.dtype.name, 0.0, 0.0, 0.0, 1.0, None, None, True)
     r = ref.astype(np.float64)
@@ -152,9 +160,20 @@ def compare_outputs(
     for name, ref in reference.items():
         if name not in test:
             stats.append(
-                OutputStats(name, tuple(np.shape(ref)), np.asarray(ref).dtype.name, math.inf, math.inf, 1.0,
-                            math.nan, None, None, False, "output missing from the runtime's results")
-            )  # fmt: skip
+                OutputStats(
+                    name,
+                    tuple(np.shape(ref)),
+                    np.asarray(ref).dtype.name,
+                    math.inf,
+                    math.inf,
+                    1.0,
+                    math.nan,
+                    None,
+                    None,
+                    False,
+                    "output missing from the runtime's results",
+                )
+            )
             continue
         tol = Tolerance.for_dtype(np.asarray(ref).dtype)
         if tol is not None:

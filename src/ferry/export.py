@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -104,8 +105,18 @@ def output_names_for(model: LoadedModel, args: tuple[torch.Tensor, ...]) -> tupl
     return tuple(name for name, _ in flatten_outputs(result))
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    """The root cause of an exception in one line, without terminal colour codes.
+
+    torch.onnx wraps the real failure (e.g. a data-dependent branch) in a generic
+    "Failed to export" error; the innermost cause says what to fix.
+    """
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = _ANSI.sub("", str(exc)).strip()
     for line in text.splitlines():
         line = line.strip()
         if line:
@@ -118,18 +129,22 @@ def _quiet() -> Iterator[list[str]]:
     """Capture warnings and the exporters' chatter on stdout/stderr; yield the warning texts."""
     caught: list[str] = []
     sink = io.StringIO()
-    # torch.onnx logs registry notes (e.g. "torchvision is not installed") through logging.
-    onnx_logger = logging.getLogger("torch.onnx")
-    level = onnx_logger.level
-    onnx_logger.setLevel(logging.ERROR)
-    with warnings.catch_warnings(record=True) as records, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(
-        sink
+    # torch.onnx and torch.export log notes (e.g. "torchvision is not installed") through logging.
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch.fx", "torch._dynamo")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    with (
+        warnings.catch_warnings(record=True) as records,
+        contextlib.redirect_stdout(sink),
+        contextlib.redirect_stderr(sink),
     ):
         warnings.simplefilter("always")
         try:
             yield caught
         finally:
-            onnx_logger.setLevel(level)
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
     seen: set[str] = set()
     for rec in records:
         msg = str(rec.message).split("\n")[0]
@@ -218,7 +233,12 @@ def _write(proto: onnx.ModelProto, out: Path, external: bool) -> None:
         staged = tmpdir / out.name
         if external:
             onnx.save_model(
-                proto, str(staged), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name
+                proto,
+                str(staged),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=data_name,
+                size_threshold=0,
             )
             os.replace(tmpdir / data_name, out.parent / data_name)
         else:
@@ -276,7 +296,9 @@ def export(
     out = Path(output)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"output {out} must end in .onnx")
-    external = cfg.external_data if cfg.external_data is not None else _model_bytes(loaded.module) > EXTERNAL_DATA_THRESHOLD
+    external = (
+        cfg.external_data if cfg.external_data is not None else _model_bytes(loaded.module) > EXTERNAL_DATA_THRESHOLD
+    )
     order = ["dynamo", "torchscript"] if cfg.exporter == "auto" else [cfg.exporter]
     failures: dict[str, str] = {}
     start = time.perf_counter()

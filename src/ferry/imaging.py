@@ -25,10 +25,9 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     if not path.is_file():
         raise UserError(f"image not found: {path}; pass the path of an existing image file")
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
+        with Image.open(path) as opened:
+            opened.load()
+            return ImageOps.exif_transpose(opened).convert("RGB")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise UserError(f"cannot read image {path}: {exc}; pass a valid PNG, JPEG, WebP or TIFF file") from exc
 

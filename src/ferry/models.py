@@ -104,9 +104,7 @@ def load_state_dict(module: nn.Module, path: str | os.PathLike[str], *, strict: 
 def _resolve_attr(source: str) -> Any:
     target, sep, attr = source.rpartition(":")
     if not sep or not target or not attr:
-        raise UserError(
-            f"bad model source {source!r}; use zoo:NAME, path/to/file.py:Class or package.module:Class"
-        )
+        raise UserError(f"bad model source {source!r}; use zoo:NAME, path/to/file.py:Class or package.module:Class")
     if target.endswith(".py") or os.sep in target or "/" in target:
         path = Path(target)
         if not path.is_file():
@@ -165,7 +163,9 @@ def load_model(
 
         entry = zoo.get(source[4:])
         try:
-            module = entry.build(**kwargs)
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                module = entry.build(**kwargs)
         except TypeError as exc:
             raise UserError(f"bad --arg for {source}: {exc}") from exc
         loaded = LoadedModel(
@@ -184,7 +184,11 @@ def load_model(
             module = obj
         elif callable(obj):
             try:
-                module = obj(**kwargs)
+                # A fixed seed gives every load of the same source the same random weights, so
+                # that export and verify agree when no --weights file is given.
+                with torch.random.fork_rng():
+                    torch.manual_seed(0)
+                    module = obj(**kwargs)
             except TypeError as exc:
                 raise UserError(f"cannot build {source} with {kwargs}: {exc}") from exc
         else:

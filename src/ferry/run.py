@@ -183,5 +183,5 @@ def save_outputs(outputs: Mapping[str, np.ndarray], path: str | os.PathLike[str]
     if path.suffix != ".npz":
         raise UserError(f"output {path} must end in .npz")
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **dict(outputs))
+        np.savez(fh, **dict(outputs))  # type: ignore[arg-type]
     return path

@@ -102,9 +102,7 @@ def score_image(name: str, hr: Image.Image, runner: Runner, *, scale: int, borde
     )
 
 
-def evaluate(
-    runner: Runner, images: Sequence[tuple[str, Image.Image]], *, scale: int, border: int = 3
-) -> Evaluation:
+def evaluate(runner: Runner, images: Sequence[tuple[str, Image.Image]], *, scale: int, border: int = 3) -> Evaluation:
     """Score a model on named high-resolution images (see :func:`score_image`)."""
     scores = tuple(score_image(n, im, runner, scale=scale, border=border) for n, im in images)
     return Evaluation(scale=scale, border=border, images=scores)

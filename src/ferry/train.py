@@ -6,7 +6,6 @@ checkpoint continues exactly as an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -94,8 +93,10 @@ class PatchSampler:
         self.hr: list[np.ndarray] = []
         for _, img in images:
             for f in PYRAMID:
-                im = img if f == 1.0 else img.resize(
-                    (round(img.width * f), round(img.height * f)), Image.Resampling.LANCZOS
+                im = (
+                    img
+                    if f == 1.0
+                    else img.resize((round(img.width * f), round(img.height * f)), Image.Resampling.LANCZOS)
                 )
                 hr = imaging.crop_to_multiple(im, scale)
                 lr = imaging.downscale(hr, scale)

@@ -291,3 +291,47 @@ def verify(
         backends=verdicts,
         reference={"backend": "torch", "version": torch.__version__, "mode": "eager"},
     )
+
+
+def parity_rows(report: VerifyReport) -> list[list[object]]:
+    """One row per backend and output: the worst numbers over every shape and sample."""
+    from ferry.report import Raw, verdict
+
+    rows: list[list[object]] = []
+    for name, b in report.backends.items():
+        worst = b.worst()
+        if not worst:
+            rows.append([name, "-", Raw(verdict(False)), "-", "-", "-", "-", "; ".join(b.errors)])
+        for out, s in worst.items():
+            tol = "exact" if s.rtol is None else f"rtol {s.rtol:g}, atol {s.atol:g}"
+            rows.append(
+                [
+                    name,
+                    out,
+                    Raw(verdict(b.ok)),
+                    s.max_abs_diff,
+                    s.max_rel_diff,
+                    s.mismatch_fraction,
+                    s.cosine_similarity,
+                    tol,
+                ]
+            )
+    return rows
+
+
+PARITY_HEADERS = ["backend", "output", "verdict", "max abs diff", "max rel diff", "mismatch", "cosine", "tolerance"]
+
+
+def write_report(report: VerifyReport, path: str | os.PathLike[str]) -> Path:
+    """Write a self-contained HTML page with the parity table and the shapes checked."""
+    from ferry.report import esc, table, write_html
+
+    shapes = table(["#", "input shapes"], [[i + 1, esc(s)] for i, s in enumerate(report.shapes)])
+    errors = "".join(
+        f'<p class="fail">{esc(name)}: {esc(e)}</p>' for name, b in report.backends.items() for e in b.errors
+    )
+    sections = [
+        ("Parity with PyTorch eager", table(PARITY_HEADERS, parity_rows(report)) + errors),
+        (f"Shapes checked ({report.samples} samples each)", shapes),
+    ]
+    return write_html(path, f"ferry verify: {report.source}", sections, subtitle=str(report.onnx_path))

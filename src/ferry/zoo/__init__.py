@@ -6,6 +6,7 @@ below (no import side effects).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,7 +33,6 @@ class ZooModel:
         weights_note: where the weights come from, in plain words.
         tolerance: default (rtol, atol) for float32 parity.
         task: task metadata (kind, scale factor, colour space, ...).
-        card: extra model-card facts (training data, time, figures).
     """
 
     name: str
@@ -44,11 +44,19 @@ class ZooModel:
     weights_note: str
     tolerance: tuple[float, float] = (1e-4, 1e-5)
     task: dict[str, Any] = field(default_factory=dict)
-    card: dict[str, Any] = field(default_factory=dict)
 
     @property
     def trained(self) -> bool:
         return self.weights is not None
+
+    def card(self) -> dict[str, Any]:
+        """The model card written by the training run beside the weights (empty when untrained)."""
+        if self.weights is None:
+            return {}
+        path = resources.files("ferry.zoo") / "weights" / self.weights.replace(".safetensors", ".json")
+        if not path.is_file():
+            return {}
+        return dict(json.loads(path.read_text(encoding="utf-8")))
 
     def build(self, **kwargs: Any) -> nn.Module:
         """Instantiate the model, load its shipped weights when it has them, and set eval mode."""
@@ -105,7 +113,6 @@ def _build_registry() -> Registry:
             weights_note="trained by ferry (ferry train superres) on images bundled with scikit-image and sporco",
             tolerance=(1e-4, 1e-5),
             task=superres.TASK,
-            card=superres.CARD,
         )
     )
     reg.register(
@@ -116,7 +123,7 @@ def _build_registry() -> Registry:
             inputs=_specs("batch=1,3,height=64,width=64", names=("input",)),
             outputs=("output",),
             weights=None,
-            weights_note="random weights: architecture only, not trained here",
+            weights_note="architecture only, not trained here",
             tolerance=(1e-3, 1e-4),
             task={"kind": "super-resolution", "scale": 4, "colour": "RGB in [0, 1]"},
         )
@@ -129,7 +136,7 @@ def _build_registry() -> Registry:
             inputs=_specs("batch=1,3,224,224", names=("image",)),
             outputs=("logits",),
             weights=None,
-            weights_note="random weights: architecture only, ImageNet weights cannot be fetched here",
+            weights_note="architecture only: ImageNet weights cannot be fetched here",
             tolerance=(1e-3, 1e-4),
             task={"kind": "classification", "classes": 1000, "colour": "RGB, ImageNet-normalised"},
         )

@@ -19,9 +19,6 @@ TASK: dict[str, Any] = {
     "output_layout": "N x 1 x 3H x 3W",
 }
 
-# Filled in from the training run that produced the shipped weights (see ferry.train).
-CARD: dict[str, Any] = {}
-
 
 class SuperResolutionNet(nn.Module):
     """Four convolutions and a pixel shuffle: upscales a 1-channel image by ``upscale_factor``."""

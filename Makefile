@@ -1,0 +1,34 @@
+# Quick start: `make demo` runs the whole pipeline, `make test` runs every check.
+# Both create .venv on first use and install ferry with everything it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint docs clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ferry demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+# Regenerate the CLI reference in README.md from the app itself.
+docs: $(STAMP)
+	$(BIN)/python -m ferry.cli.docs --write README.md
+
+clean:
+	rm -rf $(VENV) ferry-demo .pytest_cache .ruff_cache .mypy_cache

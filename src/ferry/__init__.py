@@ -1,0 +1,64 @@
+"""ferry: take a PyTorch model to deployment and prove, with numbers, that it still works there.
+
+The public API; every CLI command is a thin layer over one of these functions::
+
+    import ferry
+    result = ferry.export("zoo:superres", "sr.onnx")
+    assert ferry.check("sr.onnx")
+    report = ferry.verify("zoo:superres", "sr.onnx")
+"""
+
+from __future__ import annotations
+
+from ferry._version import __version__
+from ferry.check import CheckResult, check
+from ferry.compare import OutputStats, Tolerance, compare_outputs
+from ferry.demo import DemoResult, run_demo
+from ferry.errors import FerryError, InternalError, MissingDependencyError, UserError, VerificationError
+from ferry.export import ExportConfig, ExportResult, export
+from ferry.inspect import ModelInfo, inspect_model
+from ferry.models import LoadedModel, load_model, load_state_dict
+from ferry.run import RunResult, run
+from ferry.specs import InputSpec, parse_input_spec
+from ferry.superres import evaluate as evaluate_superres
+from ferry.superres import super_resolve
+from ferry.train import TrainConfig, TrainResult, train_superres
+from ferry.verify import VerifyConfig, VerifyReport, verify
+from ferry.view import view
+
+__all__ = [
+    "CheckResult",
+    "DemoResult",
+    "ExportConfig",
+    "ExportResult",
+    "FerryError",
+    "InputSpec",
+    "InternalError",
+    "LoadedModel",
+    "MissingDependencyError",
+    "ModelInfo",
+    "OutputStats",
+    "RunResult",
+    "Tolerance",
+    "TrainConfig",
+    "TrainResult",
+    "UserError",
+    "VerificationError",
+    "VerifyConfig",
+    "VerifyReport",
+    "__version__",
+    "check",
+    "compare_outputs",
+    "evaluate_superres",
+    "export",
+    "inspect_model",
+    "load_model",
+    "load_state_dict",
+    "parse_input_spec",
+    "run",
+    "run_demo",
+    "super_resolve",
+    "train_superres",
+    "verify",
+    "view",
+]

@@ -1,0 +1,78 @@
+"""Validity check of an ONNX file: onnx.checker (full) and strict shape inference."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from ferry.run import load_onnx
+
+
+@dataclass
+class CheckResult:
+    """Outcome of :func:`check`; truthy when the model is valid."""
+
+    path: Path
+    valid: bool
+    message: str
+    ir_version: int = 0
+    opsets: dict[str, int] = field(default_factory=dict)
+    producer: str = ""
+    inferred_tensors: int = 0
+    nodes: int = 0
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:600]
+
+
+def check(path: str | os.PathLike[str]) -> CheckResult:
+    """Run ``onnx.checker.check_model(full_check=True)`` and strict shape inference on a file.
+
+    Args:
+        path: an ONNX file (external data beside it is found automatically).
+
+    Returns:
+        A result with ``valid`` False and the checker's message when the model is invalid.
+
+    Raises:
+        UserError: when the file is missing or is not an ONNX protobuf at all.
+
+    Example:
+        >>> ferry.check("sr.onnx").valid
+        True
+    """
+    path = Path(path)
+    proto = load_onnx(path, load_external_data=False)
+    opsets = {(o.domain or "ai.onnx"): o.version for o in proto.opset_import}
+    base = CheckResult(
+        path,
+        True,
+        "valid: onnx.checker (full) and shape inference passed",
+        ir_version=proto.ir_version,
+        opsets=opsets,
+        producer=f"{proto.producer_name} {proto.producer_version}".strip(),
+        nodes=len(proto.graph.node),
+    )
+    try:
+        # The path form handles models with external data and over 2 GB.
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        return replace(base, valid=False, message=f"onnx.checker: {_one_line(exc)}")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+        return replace(base, valid=False, message=f"shape inference: {_one_line(exc)}")
+    return replace(base, inferred_tensors=len(inferred.graph.value_info))

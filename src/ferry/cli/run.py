@@ -1,0 +1,131 @@
+"""``ferry run`` and ``ferry verify``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ferry.cli._common import ArgOpt, InputOpt, JsonOpt, WeightsOpt, console, emit_json, quiet_human, specs_from, status
+from ferry.compare import parse_tolerance
+from ferry.errors import VerificationError
+from ferry.run import is_array_file, open_session, read_arrays, run, save_outputs
+from ferry.specs import parse_input_specs, parse_kwargs
+from ferry.verify import PARITY_HEADERS, VerifyConfig, parity_rows, verify, write_report
+
+
+def run_cmd(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="ONNX file.")],
+    input: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="FILE|SPEC",
+            help="x.npy / name=x.npy / inputs.npz, or a shape spec for random data.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the outputs to this .npz.")
+    ] = None,
+    backend: Annotated[str, typer.Option(metavar="NAME", help="Runtime to run on.")] = "onnxruntime",
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed for random inputs.")] = 0,
+    json_out: JsonOpt = None,
+) -> None:
+    """Run an ONNX model on arrays from files, or on random inputs from shape specs."""
+    texts = input or []
+    files = [t for t in texts if is_array_file(t)]
+    specs = [t for t in texts if not is_array_file(t)]
+    feeds = None
+    if files:
+        names = [i.name for i in open_session(file, backend).inputs]
+        feeds = read_arrays(files, names)
+    result = run(file, feeds, specs=parse_input_specs(specs) if specs else None, backend=backend, seed=seed)
+    if output is not None:
+        save_outputs(result.outputs, output)
+    emit_json(json_out, result.to_dict())
+    if quiet_human(json_out):
+        return
+    table = Table(title=f"{file} on {backend} ({result.seconds * 1000:.1f} ms)", title_justify="left")
+    for col in ("output", "shape", "dtype", "min", "max", "mean"):
+        table.add_column(col)
+    for row in result.summary():
+        table.add_row(*(f"{v:.5g}" if isinstance(v, float) else str(v) for v in row.values()))
+    console.print(table)
+    if output is not None:
+        console.print(f"wrote {output}")
+
+
+def verify_cmd(
+    model: Annotated[
+        str, typer.Argument(metavar="MODEL", help="The PyTorch model: zoo:NAME, file.py:Attr or package.module:Attr.")
+    ],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The exported ONNX file.")],
+    input: InputOpt = None,
+    arg: ArgOpt = None,
+    weights: WeightsOpt = None,
+    backends: Annotated[
+        str, typer.Option(metavar="NAMES", help="Comma-separated runtimes to compare with PyTorch, or 'all'.")
+    ] = "onnxruntime",
+    samples: Annotated[int, typer.Option(metavar="N", help="Random samples per input shape.")] = 3,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed for the samples.")] = 0,
+    rtol: Annotated[
+        float | None, typer.Option(metavar="X", help="Relative tolerance for every float output.", show_default=False)
+    ] = None,
+    atol: Annotated[
+        float | None, typer.Option(metavar="X", help="Absolute tolerance for every float output.", show_default=False)
+    ] = None,
+    tolerance: Annotated[
+        list[str] | None,
+        typer.Option(metavar="NAME=RTOL,ATOL", help="Per-output NAME=RTOL,ATOL. Repeatable.", show_default=False),
+    ] = None,
+    json_out: JsonOpt = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", metavar="FILE", help="Write a self-contained HTML report.", show_default=False),
+    ] = None,
+) -> None:
+    """Compare PyTorch eager with ONNX runtimes on several samples and shapes. Exit 2 on mismatch."""
+    tols = dict(parse_tolerance(t) for t in tolerance or [])
+    cfg = VerifyConfig(
+        backends=tuple(b.strip() for b in backends.split(",") if b.strip()),
+        samples=samples,
+        seed=seed,
+        rtol=rtol,
+        atol=atol,
+        tolerances=tols,
+    )
+    with status("verifying", quiet_human(json_out)):
+        result = verify(
+            model, file, inputs=specs_from(input), args=parse_kwargs(arg or []), weights=weights, config=cfg
+        )
+    emit_json(json_out, result.to_dict())
+    if report is not None:
+        write_report(result, report)
+    if not quiet_human(json_out):
+        shapes = "; ".join(" ".join(f"{k}={'x'.join(map(str, v))}" for k, v in s.items()) for s in result.shapes)
+        table = Table(title=f"{model} vs {file}: {result.samples} samples at {shapes}", title_justify="left")
+        for col in PARITY_HEADERS:
+            table.add_column(col)
+        for row in parity_rows(result):
+            cells = [f"{c:.3g}" if isinstance(c, float) else str(c) for c in row]
+            cells[2] = "[green]PASS[/green]" if "PASS" in cells[2] else "[red]FAIL[/red]"
+            table.add_row(*(c if "[/" in c else escape(c) for c in cells))
+        console.print(table)
+        for name, b in result.backends.items():
+            for err in b.errors:
+                console.print(f"[red]{name}[/red] {escape(err)}")
+            for c in b.checks:
+                for s in c.outputs:
+                    if s.problem:
+                        console.print(f"[red]{name}[/red] {c.shape} sample {c.sample}: {s.name}: {escape(s.problem)}")
+                        break
+        if report is not None:
+            console.print(f"report: {report}")
+    if not result:
+        failed = [n for n, b in result.backends.items() if not b.ok]
+        raise VerificationError(f"parity check failed on {', '.join(failed)}")

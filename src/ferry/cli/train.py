@@ -1,0 +1,179 @@
+"""``ferry train`` and ``ferry zoo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ferry import zoo
+from ferry.cli._common import JsonOpt, console, emit_json, err_console, quiet_human
+from ferry.errors import UserError, VerificationError
+from ferry.superres import Evaluation
+from ferry.train import TrainConfig, train_superres
+
+zoo_app = typer.Typer(help="List the model zoo and show model cards.", no_args_is_help=True)
+
+
+def train_cmd(
+    task: Annotated[str, typer.Argument(metavar="TASK", help="What to train: superres.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="FILE", help="Weights file to write (.safetensors).")
+    ] = Path("superres_x3.safetensors"),
+    scale: Annotated[int, typer.Option(metavar="N", help="Upscale factor: 2, 3 or 4.")] = 3,
+    steps: Annotated[int, typer.Option(metavar="N", help="Optimizer steps.")] = TrainConfig.steps,
+    batch_size: Annotated[int, typer.Option(metavar="N", help="Patches per step.")] = TrainConfig.batch_size,
+    patch: Annotated[int, typer.Option(metavar="N", help="Low-resolution patch side.")] = TrainConfig.patch,
+    lr: Annotated[float, typer.Option(metavar="X", help="Peak learning rate.")] = TrainConfig.lr,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Seed: the same seed gives the same weights.")
+    ] = TrainConfig.seed,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Checkpoint file to save to and resume from.", show_default=False),
+    ] = None,
+    threads: Annotated[int, typer.Option(metavar="N", help="Torch threads (0: default).")] = 0,
+    eval_every: Annotated[
+        int, typer.Option(metavar="N", help="Steps between validation reports.")
+    ] = TrainConfig.eval_every,
+    json_out: JsonOpt = None,
+) -> None:
+    """Train the super-resolution model on images bundled with scikit-image and sporco (no network)."""
+    if task != "superres":
+        raise UserError(f"unknown training task {task!r}; known: superres")
+    if out.suffix != ".safetensors":
+        raise UserError(f"--out {out} must end in .safetensors")
+    cfg = TrainConfig(
+        out=out,
+        scale=scale,
+        steps=steps,
+        batch_size=batch_size,
+        patch=patch,
+        lr=lr,
+        seed=seed,
+        checkpoint=checkpoint,
+        threads=threads,
+        eval_every=eval_every,
+    )
+    quiet = quiet_human(json_out)
+    progress = Progress(
+        TextColumn("training x{task.fields[scale]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.5f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet,
+    )
+
+    with progress:
+        bar = progress.add_task("train", total=steps, scale=scale, loss=0.0)
+
+        def on_step(step: int, loss: float) -> None:
+            progress.update(bar, completed=step, loss=loss)
+
+        def on_eval(step: int, ev: Evaluation) -> None:
+            progress.console.print(
+                f"step {step}: validation PSNR {ev.mean_model:.2f} dB, bicubic {ev.mean_bicubic:.2f} dB"
+                f" ({ev.mean_gain:+.2f} dB)"
+            )
+
+        result = train_superres(cfg, on_step=on_step, on_eval=on_eval)
+    emit_json(json_out, result.to_dict())
+    if not quiet:
+        console.print(
+            f"wrote {result.weights} and {result.card} after {result.steps} steps in {result.seconds / 60:.1f} min;"
+            f" validation gain over bicubic {result.evaluation.mean_gain:+.2f} dB"
+        )
+    if not result:
+        raise VerificationError("the trained model does not beat bicubic on the validation images")
+
+
+@zoo_app.command("list")
+def zoo_list(json_out: JsonOpt = None) -> None:
+    """List the zoo models and whether their weights are trained."""
+    rows: list[dict[str, Any]] = [
+        {
+            "name": m.name,
+            "summary": m.summary,
+            "trained": m.trained,
+            "weights": m.weights_note,
+            "inputs": [str(s) for s in m.inputs],
+        }
+        for m in zoo.REGISTRY
+    ]
+    emit_json(json_out, rows)
+    if quiet_human(json_out):
+        return
+    table = Table(title="ferry model zoo", title_justify="left")
+    for col in ("model", "inputs", "weights", "description"):
+        table.add_column(col)
+    for r in rows:
+        weights = "[green]trained[/green]" if r["trained"] else "[yellow]random[/yellow]"
+        table.add_row(f"zoo:{r['name']}", " ".join(r["inputs"]), f"{weights}: {r['weights']}", escape(r["summary"]))
+    console.print(table)
+
+
+@zoo_app.command("info")
+def zoo_info(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Zoo model name, e.g. superres.")],
+    json_out: JsonOpt = None,
+) -> None:
+    """Show a zoo model's card: I/O, task, tolerance, training data and validation figures."""
+    m = zoo.get(name.removeprefix("zoo:"))
+    card = {
+        "name": m.name,
+        "summary": m.summary,
+        "inputs": [s.to_dict() for s in m.inputs],
+        "outputs": list(m.outputs),
+        "task": m.task,
+        "tolerance": {"rtol": m.tolerance[0], "atol": m.tolerance[1]},
+        "weights": m.weights_note,
+        "card": m.card(),
+    }
+    emit_json(json_out, card)
+    if quiet_human(json_out):
+        return
+    console.print(f"[bold]zoo:{m.name}[/bold]: {escape(m.summary)}")
+    console.print(f"weights: {m.weights_note}")
+    for s in m.inputs:
+        console.print(f"input  {s.name}: {s}  ({s.dtype})", markup=False)
+    console.print(f"output {', '.join(m.outputs)}")
+    for k, v in m.task.items():
+        console.print(f"{k}: {escape(str(v))}")
+    info = m.card()
+    if info:
+        val = info["validation"]
+        table = Table(title="validation (PSNR on Y, dB, border cropped)", title_justify="left")
+        for col in ("image", "size", "bicubic", "model", "gain"):
+            table.add_column(col, justify="right")
+        for img in val["images"]:
+            table.add_row(
+                img["name"],
+                "x".join(map(str, img["size"])),
+                f"{img['psnr_bicubic']:.2f}",
+                f"{img['psnr_model']:.2f}",
+                f"{img['gain']:+.2f}",
+            )
+        table.add_row(
+            "mean",
+            "",
+            f"{val['mean_psnr_bicubic']:.2f}",
+            f"{val['mean_psnr_model']:.2f}",
+            f"{val['mean_gain_db']:+.2f}",
+        )
+        console.print(table)
+        console.print(
+            f"trained by `{info['trained_by']}` in {info['training_seconds'] / 60:.1f} min on {info['cpu_threads']}"
+            f" CPU threads, torch {info['torch']}; settings {json.dumps(info['config'])}"
+        )
+        data = info["training_data"]
+        console.print(
+            f"training images: scikit-image {', '.join(data['scikit-image'])}; sporco {', '.join(data['sporco'])}"
+        )

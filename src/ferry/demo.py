@@ -1,0 +1,251 @@
+"""``ferry demo``: the whole tutorial pipeline on the bundled cat photo, with a report."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ferry import datasets, imaging
+from ferry._io import atomic_path, write_json_atomic
+from ferry.check import CheckResult, check
+from ferry.export import ExportResult, export
+from ferry.models import load_model
+from ferry.report import Raw, image_tag, table, verdict, write_html
+from ferry.run import open_session
+from ferry.superres import Runner, super_resolve, torch_runner
+from ferry.verify import PARITY_HEADERS, VerifyConfig, VerifyReport, parity_rows, verify
+
+# A crop of the cat's face (in the ground-truth image's coordinates) for the zoomed comparison.
+_FACE = (150, 60, 330, 180)
+
+
+@dataclass
+class DemoResult:
+    """Everything ``ferry demo`` produced; truthy when every step passed and ferry beat bicubic."""
+
+    out_dir: Path
+    files: dict[str, Path]
+    export: ExportResult
+    check: CheckResult
+    verify: VerifyReport
+    psnr_ferry: float
+    psnr_bicubic: float
+    max_pixel_diff_vs_torch: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def gain(self) -> float:
+        return self.psnr_ferry - self.psnr_bicubic
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.check) and bool(self.verify) and self.gain > 0
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "out_dir": str(self.out_dir),
+            "files": {k: str(v) for k, v in self.files.items()},
+            "export": self.export.to_dict(),
+            "check": self.check.to_dict(),
+            "verify": self.verify.to_dict(),
+            "super_resolution": {
+                "image": "chelsea (scikit-image), 450x300, downscaled x3 with PIL bicubic, then upscaled x3",
+                "psnr_y_ferry_db": self.psnr_ferry,
+                "psnr_y_bicubic_db": self.psnr_bicubic,
+                "gain_db": self.gain,
+                "max_pixel_diff_onnxruntime_vs_pytorch": self.max_pixel_diff_vs_torch,
+            },
+            "timings_seconds": self.timings,
+        }
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _save_png(img: Image.Image, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path
+
+
+def run_demo(
+    out_dir: str | os.PathLike[str] = "ferry-demo",
+    *,
+    step: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Export, check, verify and run ``zoo:superres`` on the bundled cat; write images and a report.
+
+    Args:
+        out_dir: folder for the ONNX file, images, ``report.html`` and ``report.json``.
+        step: called with a short description as each stage starts (progress display).
+
+    Example:
+        >>> result = ferry.run_demo("ferry-demo")
+        >>> result.gain > 1.5
+        True
+    """
+
+    def say(msg: str) -> None:
+        if step is not None:
+            step(msg)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    files: dict[str, Path] = {}
+
+    say("exporting zoo:superres to ONNX (dynamic batch, height, width)")
+    model = load_model("zoo:superres")
+    exported = export(model, out / "superres.onnx")
+    files["onnx"] = exported.path
+    timings["export"] = exported.seconds
+
+    say("checking the ONNX file")
+    t = time.perf_counter()
+    checked = check(exported.path)
+    timings["check"] = time.perf_counter() - t
+
+    say("verifying ONNX Runtime against PyTorch at three shapes")
+    t = time.perf_counter()
+    verified = verify(model, exported.path, config=VerifyConfig(backends=("onnxruntime",)))
+    timings["verify"] = time.perf_counter() - t
+
+    say("super-resolving the cat with ONNX Runtime")
+    session = open_session(exported.path)
+    input_name = session.inputs[0].name
+
+    def ort_runner(y: np.ndarray) -> np.ndarray:
+        return next(iter(session.run({input_name: y}).outputs.values()))
+
+    eager: Runner = torch_runner(model.module)
+    scale = int(model.task["scale"])
+    original = imaging.crop_to_multiple(datasets.chelsea(), scale)
+    small = imaging.downscale(original, scale)
+    bicubic = imaging.upscale_bicubic(small, scale)
+    result = super_resolve(small, ort_runner)
+    result_torch = super_resolve(small, eager)
+    max_diff = int(np.abs(np.asarray(result, np.int16) - np.asarray(result_torch, np.int16)).max())
+    psnr_ferry = imaging.psnr_y(original, result)
+    psnr_bicubic = imaging.psnr_y(original, bicubic)
+
+    say("timing ONNX Runtime and PyTorch eager on the full-size cat (x3)")
+    cat = datasets.chelsea()
+    cat_x3 = super_resolve(cat, ort_runner)
+    y = imaging.y_to_array(imaging.split_ycbcr(cat)[0])
+    for _ in range(2):  # warm-up
+        ort_runner(y)
+        eager(y)
+    timings["onnxruntime_inference"] = _median_time(lambda: ort_runner(y), 5)
+    timings["pytorch_eager_inference"] = _median_time(lambda: eager(y), 5)
+    timings["speedup_vs_eager"] = timings["pytorch_eager_inference"] / timings["onnxruntime_inference"]
+
+    say("writing images and the report")
+    face = _FACE
+    zoom = [
+        ("input (x3 nearest)", small.resize(original.size, Image.Resampling.NEAREST).crop(face)),
+        (f"bicubic {psnr_bicubic:.2f} dB", bicubic.crop(face)),
+        (f"ferry {psnr_ferry:.2f} dB", result.crop(face)),
+        ("original", original.crop(face)),
+    ]
+    comparison = imaging.side_by_side(zoom, height=360)
+    for key, img in (
+        ("input", small),
+        ("bicubic", bicubic),
+        ("ferry", result),
+        ("original", original),
+        ("comparison", comparison),
+        ("cat_x3", cat_x3),
+    ):
+        files[key] = _save_png(img, out / f"{key}.png")
+
+    demo = DemoResult(
+        out_dir=out,
+        files=files,
+        export=exported,
+        check=checked,
+        verify=verified,
+        psnr_ferry=psnr_ferry,
+        psnr_bicubic=psnr_bicubic,
+        max_pixel_diff_vs_torch=max_diff,
+        timings=timings,
+    )
+    files["report_json"] = out / "report.json"
+    files["report_html"] = out / "report.html"
+    write_json_atomic(files["report_json"], demo.to_dict())
+    _write_html(demo, zoom, cat_x3)
+    return demo
+
+
+def _write_html(demo: DemoResult, zoom: list[tuple[str, Image.Image]], cat_x3: Image.Image) -> None:
+    ex = demo.export
+    steps = table(
+        ["step", "verdict", "detail"],
+        [
+            [
+                "export",
+                Raw(verdict(bool(ex))),
+                f"{ex.exporter} exporter, opset {ex.opset}, {ex.size_bytes:,} bytes,"
+                f" inputs {', '.join(str(s) for s in ex.inputs)}",
+            ],
+            ["check", Raw(verdict(bool(demo.check))), demo.check.message],
+            [
+                "verify",
+                Raw(verdict(bool(demo.verify))),
+                f"{len(demo.verify.shapes)} shapes x {demo.verify.samples} samples",
+            ],
+            ["super-resolution", Raw(verdict(demo.gain > 0)), f"{demo.gain:+.2f} dB PSNR over bicubic on the cat"],
+        ],
+    )
+    sr = table(
+        ["method", "PSNR (Y, 3 px border) dB"],
+        [
+            ["PIL bicubic", demo.psnr_bicubic],
+            ["ferry (zoo:superres on ONNX Runtime)", demo.psnr_ferry],
+            ["gain", demo.gain],
+        ],
+    )
+    sr += (
+        f"<p>Largest pixel difference between the ONNX Runtime and the PyTorch result:"
+        f" {demo.max_pixel_diff_vs_torch} grey level(s).</p>"
+    )
+    figures = "".join(image_tag(img, caption, width=260) for caption, img in zoom)
+    timings = table(["stage", "seconds"], [[k, v] for k, v in demo.timings.items() if k != "speedup_vs_eager"])
+    timings += (
+        f"<p>ONNX Runtime ran the full-size cat {demo.timings['speedup_vs_eager']:.2f}x as fast as PyTorch eager.</p>"
+    )
+    write_html(
+        demo.files["report_html"],
+        "ferry demo: super-resolution x3 from PyTorch to ONNX Runtime",
+        [
+            ("Pipeline", steps),
+            ("Parity with PyTorch eager", table(PARITY_HEADERS, parity_rows(demo.verify))),
+            ("Super-resolution quality", sr),
+            ("The cat's face, zoomed", figures),
+            (
+                "The whole cat, x3 (ONNX Runtime)",
+                image_tag(
+                    cat_x3.resize((cat_x3.width // 2, cat_x3.height // 2)), "1353x900 result, shown at half size"
+                ),
+            ),
+            ("Timings", timings),
+        ],
+        subtitle="zoo:superres (ESPCN, x3) on chelsea from scikit-image;",
+    )

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ferry
+from ferry.compare import Tolerance, compare_arrays, parse_tolerance
+from ferry.errors import UserError
+from ferry.specs import parse_input_specs
+from ferry.verify import VerifyConfig, shape_variants, write_report
+
+
+def test_superres_passes_at_three_shapes(superres_onnx: Path) -> None:
+    report = ferry.verify("zoo:superres", superres_onnx)
+    assert report.ok
+    assert len(report.shapes) == 3
+    assert {tuple(s["input"]) for s in report.shapes} == {(1, 1, 224, 224), (1, 1, 128, 128), (2, 1, 320, 320)}
+    data = report.to_dict()
+    assert data["ok"] is True
+    assert data["backends"]["onnxruntime"]["max_abs_diff"] < 1e-4
+    assert data["first_divergence"] is None
+
+
+def test_frozen_branch_is_caught(tmp_path: Path, tiny) -> None:
+    out = tmp_path / "s.onnx"
+    ferry.export(tiny("SignBranch"), out, inputs=parse_input_specs(["2,3"]))
+    report = ferry.verify(tiny("SignBranch"), out)
+    assert not report.ok
+    verdict = report.backends["onnxruntime"]
+    assert any(c.ok for c in verdict.checks) and not all(c.ok for c in verdict.checks)
+
+
+def test_model_with_other_weights_fails(tmp_path: Path, tiny) -> None:
+    out = tmp_path / "m.onnx"
+    ferry.export(tiny("TinyConv"), out, inputs=parse_input_specs(["batch=1,3,8,8"]))
+    assert ferry.verify(tiny("TinyConv"), out)
+    report = ferry.verify(tiny("TinyConv"), out, args={"channels": 4}, weights=None, config=VerifyConfig(seed=3))
+    assert report.ok  # same source, same seed-fixed weights
+    other = ferry.load_model(tiny("TinyConv"))
+    other.module.head.bias.data += 0.01
+    assert not ferry.verify(other, out)
+
+
+def test_multi_io_with_int_outputs_compared_exactly(tmp_path: Path, tiny) -> None:
+    out = tmp_path / "m.onnx"
+    ferry.export(tiny("TwoInTwoOut"), out, inputs=parse_input_specs(["batch=2,4", "batch=2,5:int64:0:10"]))
+    report = ferry.verify(tiny("TwoInTwoOut"), out)
+    assert report.ok
+    stats = report.backends["onnxruntime"].worst()
+    assert stats["argmax"].rtol is None and stats["argmax"].max_abs_diff == 0
+    assert [s["x"][0] for s in report.shapes] == [2, 1, 3]
+
+
+def test_tolerances() -> None:
+    ref = np.array([1.0, 2.0, 3.0], np.float32)
+    assert compare_arrays("y", ref, ref + 1e-6, Tolerance(1e-4, 1e-5)).ok
+    res = compare_arrays("y", ref, ref + [0, 0, 0.1], Tolerance(1e-4, 1e-5))
+    assert not res.ok and res.mismatch_fraction == pytest.approx(1 / 3)
+    assert "worst at (2,)" in res.problem
+    assert not compare_arrays("y", ref, ref[:2], Tolerance(1, 1)).ok
+    assert parse_tolerance("out=1e-3,1e-4") == ("out", Tolerance(1e-3, 1e-4))
+    with pytest.raises(UserError):
+        parse_tolerance("out=1e-3")
+
+
+def test_shape_variants_cover_batch_and_spatial_dims() -> None:
+    specs = parse_input_specs(["batch=1,3,height=224,width=64"])
+    variants = shape_variants(specs)
+    assert variants[0] == {"batch": 1, "height": 224, "width": 64}
+    assert {"batch": 2, "height": 320, "width": 96} in variants
+    assert any(v["height"] < 224 for v in variants)
+    assert shape_variants(parse_input_specs(["1,3"])) == [{}]
+
+
+def test_unknown_backend_lists_known(superres_onnx: Path) -> None:
+    with pytest.raises(UserError, match="known: onnxruntime, torch"):
+        ferry.verify("zoo:superres", superres_onnx, config=VerifyConfig(backends=("ort",)))
+
+
+def test_html_report_is_self_contained(tmp_path: Path, superres_onnx: Path) -> None:
+    report = ferry.verify("zoo:superres", superres_onnx, config=VerifyConfig(samples=1))
+    html = write_report(report, tmp_path / "r.html").read_text()
+    assert "PASS" in html and "onnxruntime" in html
+    assert "http://" not in html and "https://" not in html
