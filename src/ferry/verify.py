@@ -176,9 +176,11 @@ def shape_variants(specs: Sequence[InputSpec]) -> list[dict[str, int]]:
             smaller[name], larger[name] = 1 if size > 1 else size, size + 1
             continue
         step = _step(size)
+        while step > 1 and size - max(step, (size // 2) // step * step) < 1:
+            step //= 2
         delta = max(step, (size // 2) // step * step)
         smaller[name] = size - delta if size - delta >= 1 else size
-        larger[name] = size + delta
+        larger[name] = size + max(delta, _step(size))
     variants: list[dict[str, int]] = []
     for v in (base, smaller, larger):
         if v not in variants:

@@ -1,0 +1,84 @@
+"""Registries say what they hold, refuse duplicates, and everything registered is exercised."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ferry
+from ferry import zoo
+from ferry.backends import REGISTRY, BackendRegistry
+from ferry.backends.onnxruntime import OnnxRuntimeBackend
+from ferry.errors import InternalError, UserError
+
+
+def test_duplicate_backend_is_a_bug() -> None:
+    reg = BackendRegistry()
+    reg.register(OnnxRuntimeBackend())
+    with pytest.raises(InternalError, match="twice"):
+        reg.register(OnnxRuntimeBackend())
+
+
+def test_duplicate_zoo_model_is_a_bug() -> None:
+    reg = zoo.Registry()
+    entry = zoo.get("alexnet")
+    reg.register(entry)
+    with pytest.raises(InternalError, match="twice"):
+        reg.register(entry)
+
+
+def test_every_backend_reports_a_version_and_runs(superres_onnx: Path) -> None:
+    model = ferry.load_model("zoo:superres")
+    x = np.random.default_rng(0).random((1, 1, 16, 16), dtype=np.float32)
+    for name in REGISTRY.names():
+        backend = REGISTRY.get(name)
+        assert backend.info().available, name
+        artifact = model.module if backend.artifact == "torch" else str(superres_onnx)
+        from ferry.backends.base import TensorInfo
+
+        sess = backend.load(artifact, inputs=[TensorInfo("input", "float32", (None, 1, None, None))],
+                            outputs=["output"]) if backend.artifact == "torch" else backend.load(artifact)  # fmt: skip
+        assert sess.run({"input": x}).outputs["output"].shape == (1, 1, 48, 48), name
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_every_zoo_model_exports_and_verifies(tmp_path: Path, name: str) -> None:
+    entry = zoo.get(name)
+    # Small shapes keep this fast; alexnet needs its full 224x224 input.
+    small = {"superres": ["batch=1,1,height=32,width=32"], "srresnet": ["batch=1,3,height=16,width=16"]}
+    specs = ferry.specs.parse_input_specs(small[name]) if name in small else None
+    out = tmp_path / f"{name}.onnx"
+    ferry.export(f"zoo:{name}", out, inputs=specs)
+    assert ferry.check(out)
+    report = ferry.verify(f"zoo:{name}", out, inputs=specs, config=ferry.VerifyConfig(samples=1))
+    assert report.ok, report.to_dict()["backends"]
+    assert entry.trained == (name == "superres")
+
+
+def test_core_imports_without_optional_packages() -> None:
+    """`import ferry` and an export/run work with the optional packages blocked from import."""
+    code = (
+        "import sys\n"
+        "for mod in ('netron', 'sporco', 'openvino', 'executorch'):\n"
+        "    sys.modules[mod] = None\n"
+        "import ferry, tempfile, os\n"
+        "d = tempfile.mkdtemp()\n"
+        "p = os.path.join(d, 'sr.onnx')\n"
+        "ferry.export('zoo:superres', p, inputs=[ferry.parse_input_spec('1,1,8,8')])\n"
+        "print(ferry.run(p).outputs['output'].shape)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "(1, 1, 24, 24)" in res.stdout
+
+
+def test_missing_optional_runtime_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferry import datasets
+
+    monkeypatch.setitem(sys.modules, "sporco", None)
+    with pytest.raises(UserError, match=r"pip install 'ferry\[train\]'"):
+        datasets.validation_images()
