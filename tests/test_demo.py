@@ -11,8 +11,17 @@ def test_demo_writes_every_file_and_beats_bicubic(cli, tmp_path: Path) -> None:
     res = cli("demo", "--out", out)
     assert res.code == 0, res.err
     assert "PSNR ferry" in res.out and "report:" in res.out
-    for name in ("superres.onnx", "input.png", "bicubic.png", "ferry.png", "original.png", "comparison.png",
-                 "cat_x3.png", "report.html", "report.json"):  # fmt: skip
+    for name in (
+        "superres.onnx",
+        "input.png",
+        "bicubic.png",
+        "ferry.png",
+        "original.png",
+        "comparison.png",
+        "cat_x3.png",
+        "report.html",
+        "report.json",
+    ):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     assert report["ok"] is True

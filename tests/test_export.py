@@ -80,7 +80,7 @@ def test_no_constant_folding_and_opset(tmp_path: Path, tiny) -> None:
 
 
 def test_bad_export_arguments(tmp_path: Path, tiny) -> None:
-    with pytest.raises(UserError, match="must end in .onnx"):
+    with pytest.raises(UserError, match=r"must end in \.onnx"):
         ferry.export("zoo:superres", tmp_path / "x.txt")
     with pytest.raises(UserError, match="opset"):
         ferry.export("zoo:superres", tmp_path / "x.onnx", config=ExportConfig(opset=99))

@@ -67,7 +67,7 @@ def test_safetensors_and_pt_weights_load(tmp_path: Path, tiny) -> None:
 
 
 class _Evil:
-    def __reduce__(self):  # noqa: ANN204 - pickle protocol
+    def __reduce__(self):
         return (print, ("owned",))
 
 

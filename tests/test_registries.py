@@ -40,8 +40,11 @@ def test_every_backend_reports_a_version_and_runs(superres_onnx: Path) -> None:
         artifact = model.module if backend.artifact == "torch" else str(superres_onnx)
         from ferry.backends.base import TensorInfo
 
-        sess = backend.load(artifact, inputs=[TensorInfo("input", "float32", (None, 1, None, None))],
-                            outputs=["output"]) if backend.artifact == "torch" else backend.load(artifact)  # fmt: skip
+        sess = (
+            backend.load(artifact, inputs=[TensorInfo("input", "float32", (None, 1, None, None))], outputs=["output"])
+            if backend.artifact == "torch"
+            else backend.load(artifact)
+        )
         assert sess.run({"input": x}).outputs["output"].shape == (1, 1, 48, 48), name
 
 

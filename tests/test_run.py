@@ -56,6 +56,6 @@ def test_save_outputs_is_atomic_npz(tmp_path: Path) -> None:
     path = save_outputs({"y": np.arange(3)}, tmp_path / "o.npz")
     with np.load(path) as z:
         assert z["y"].tolist() == [0, 1, 2]
-    with pytest.raises(UserError, match=".npz"):
+    with pytest.raises(UserError, match=r"\.npz"):
         save_outputs({"y": np.arange(3)}, tmp_path / "o.txt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.npz"]

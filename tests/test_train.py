@@ -52,8 +52,20 @@ def test_different_seed_differs_and_bad_settings(tmp_path: Path) -> None:
 
 def test_train_cli(cli, tmp_path: Path) -> None:
     out = tmp_path / "w.safetensors"
-    res = cli("train", "superres", "-o", out, "--steps", "2", "--batch-size", "2", "--patch", "12",
-              "--json", tmp_path / "t.json")  # fmt: skip
+    res = cli(
+        "train",
+        "superres",
+        "-o",
+        out,
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--patch",
+        "12",
+        "--json",
+        tmp_path / "t.json",
+    )
     # Two steps cannot beat bicubic: the command says so with exit code 2, but writes the weights.
     assert res.code == 2
     assert out.is_file() and out.with_suffix(".json").is_file()

@@ -56,7 +56,7 @@ def test_multi_io_with_int_outputs_compared_exactly(tmp_path: Path, tiny) -> Non
 def test_tolerances() -> None:
     ref = np.array([1.0, 2.0, 3.0], np.float32)
     assert compare_arrays("y", ref, ref + 1e-6, Tolerance(1e-4, 1e-5)).ok
-    res = compare_arrays("y", ref, ref + [0, 0, 0.1], Tolerance(1e-4, 1e-5))
+    res = compare_arrays("y", ref, ref + np.array([0, 0, 0.1], np.float32), Tolerance(1e-4, 1e-5))
     assert not res.ok and res.mismatch_fraction == pytest.approx(1 / 3)
     assert "worst at (2,)" in res.problem
     assert not compare_arrays("y", ref, ref[:2], Tolerance(1, 1)).ok

@@ -29,8 +29,18 @@ def test_usage_error_is_exit_1(cli) -> None:
 
 def test_export_check_inspect_run_verify(cli, tmp_path: Path, tiny) -> None:
     onnx_path = tmp_path / "conv.onnx"
-    res = cli("export", tiny("TinyConv"), "-o", onnx_path, "--input", "batch=1,3,height=16,width=16",
-              "--arg", "channels=5", "--json", tmp_path / "export.json")  # fmt: skip
+    res = cli(
+        "export",
+        tiny("TinyConv"),
+        "-o",
+        onnx_path,
+        "--input",
+        "batch=1,3,height=16,width=16",
+        "--arg",
+        "channels=5",
+        "--json",
+        tmp_path / "export.json",
+    )
     assert res.code == 0, res.err
     assert "dynamo exporter" in res.out
     meta = json.loads((tmp_path / "export.json").read_text())
@@ -55,8 +65,17 @@ def test_export_check_inspect_run_verify(cli, tmp_path: Path, tiny) -> None:
     res = cli("run", onnx_path, "--input", "1,3,4,4", "--json", "-")
     assert json.loads(res.out)["outputs"][0]["shape"] == [1, 2, 4, 4]
 
-    res = cli("verify", tiny("TinyConv"), onnx_path, "--arg", "channels=5", "--json", tmp_path / "v.json",
-              "--report", tmp_path / "v.html")  # fmt: skip
+    res = cli(
+        "verify",
+        tiny("TinyConv"),
+        onnx_path,
+        "--arg",
+        "channels=5",
+        "--json",
+        tmp_path / "v.json",
+        "--report",
+        tmp_path / "v.html",
+    )
     assert res.code == 0, res.err
     assert "PASS" in res.out
     data = json.loads((tmp_path / "v.json").read_text())
@@ -97,7 +116,9 @@ def test_export_fallback_is_printed(cli, tmp_path: Path, tiny) -> None:
         (["train", "nope"], "unknown training task"),
     ],
 )
-def test_user_errors_are_one_line_exit_1(cli, tmp_path: Path, superres_onnx: Path, args: list[str], fragment: str) -> None:
+def test_user_errors_are_one_line_exit_1(
+    cli, tmp_path: Path, superres_onnx: Path, args: list[str], fragment: str
+) -> None:
     import pickle
     import shutil
 
@@ -105,7 +126,7 @@ def test_user_errors_are_one_line_exit_1(cli, tmp_path: Path, superres_onnx: Pat
     (tmp_path / "corrupt.onnx").write_bytes(b"\x08garbage")
 
     class Evil:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (print, ("owned",))
 
     with open(tmp_path / "evil.pth", "wb") as fh:
