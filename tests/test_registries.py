@@ -85,3 +85,11 @@ def test_missing_optional_runtime_is_explained(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "sporco", None)
     with pytest.raises(UserError, match=r"pip install 'ferry\[train\]'"):
         datasets.validation_images()
+
+
+def test_missing_runtime_is_skipped_by_all_and_explained_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert "openvino" not in REGISTRY.installed()
+    assert {b.name for b in REGISTRY.resolve(["all"])} >= {"onnxruntime", "reference"}
+    with pytest.raises(UserError, match=r"openvino is not installed: pip install 'ferry\[openvino\]'"):
+        REGISTRY.resolve(["openvino"])

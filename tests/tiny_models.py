@@ -45,3 +45,16 @@ class SignBranch(nn.Module):
 def make_mlp(hidden: int = 8) -> nn.Module:
     """A factory: MLP with LayerNorm and GELU."""
     return nn.Sequential(nn.Linear(6, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, 3))
+
+
+class UpNet(nn.Module):
+    """Conv, bilinear upsampling, conv: a resize whose mode matters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.out = nn.Conv2d(4, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.up(torch.relu(self.conv(x))))

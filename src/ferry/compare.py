@@ -66,6 +66,8 @@ class OutputStats:
     atol: float | None
     ok: bool
     problem: str = ""
+    #: counts of |diff| per decade: [0], (0, 1e-9], (1e-9, 1e-8], ..., (1e-1, 1], > 1
+    histogram: tuple[int, ...] = ()
 
     def __bool__(self) -> bool:
         return self.ok
@@ -108,7 +110,8 @@ def compare_arrays(name: str, reference: np.ndarray, test: np.ndarray, tol: Tole
     both_nan = np.isnan(r) & np.isnan(t)
     diff = np.where(both_nan, 0.0, diff)
     diff = np.where(np.isnan(diff), np.inf, diff)
-    rel = diff / np.maximum(np.abs(r), np.finfo(np.float64).tiny)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rel = diff / np.maximum(np.abs(r), np.finfo(np.float64).tiny)
     rel = np.where(diff == 0, 0.0, rel)
     if tol is None:
         bad = diff != 0
@@ -133,6 +136,7 @@ def compare_arrays(name: str, reference: np.ndarray, test: np.ndarray, tol: Tole
         name=name,
         shape=shape,
         dtype=ref.dtype.name,
+        histogram=error_histogram(diff),
         max_abs_diff=float(diff.max()),
         max_rel_diff=float(rel.max()),
         mismatch_fraction=mismatch,
@@ -142,6 +146,18 @@ def compare_arrays(name: str, reference: np.ndarray, test: np.ndarray, tol: Tole
         ok=mismatch == 0.0,
         problem=problem,
     )
+
+
+HISTOGRAM_LABELS = ("0", "≤1e-9", *(f"≤1e-{k}" for k in range(8, 0, -1)), "≤1", ">1")
+
+
+def error_histogram(diff: np.ndarray) -> tuple[int, ...]:
+    """Counts of absolute differences per decade (see ``HISTOGRAM_LABELS``)."""
+    flat = diff.ravel()
+    zero = int(np.count_nonzero(flat == 0))
+    edges = [0.0, *(10.0**k for k in range(-9, 1)), np.inf]
+    counts, _ = np.histogram(flat[flat > 0], bins=edges)
+    return (zero, *(int(c) for c in counts))
 
 
 def compare_outputs(

@@ -48,7 +48,7 @@ class TrainConfig:
 
     out: Path
     scale: int = 3
-    steps: int = 8000
+    steps: int = 24000
     batch_size: int = 64
     patch: int = 32
     lr: float = 1e-3
@@ -56,7 +56,7 @@ class TrainConfig:
     checkpoint: Path | None = None
     checkpoint_every: int = 250
     threads: int = 0
-    eval_every: int = 1000
+    eval_every: int = 2000
 
 
 @dataclass

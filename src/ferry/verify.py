@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ferry.backends import REGISTRY, Session, TensorInfo
-from ferry.compare import OutputStats, Tolerance, compare_outputs
+from ferry.backends import REGISTRY, Session
+from ferry.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, compare_outputs
 from ferry.errors import UserError
 from ferry.models import LoadedModel, load_model, named_inputs
 from ferry.run import load_onnx, stored_specs
@@ -36,6 +36,7 @@ class VerifyConfig:
         atol: global absolute tolerance.
         tolerances: per-output tolerances (override everything else).
         other_shapes: also verify at shapes other than the export shape when dims are dynamic.
+        localize: when a backend fails, find the first diverging ONNX node (and PyTorch module).
     """
 
     backends: tuple[str, ...] = ("onnxruntime",)
@@ -45,6 +46,7 @@ class VerifyConfig:
     atol: float | None = None
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     other_shapes: bool = True
+    localize: bool = True
 
 
 @dataclass
@@ -210,6 +212,21 @@ def _open_backends(names: Sequence[str], path: Path) -> dict[str, tuple[Session,
     return sessions
 
 
+def _default_tolerance(cfg: VerifyConfig, model: LoadedModel, precision: str) -> Tolerance | None:
+    """The tolerance for float outputs of one backend: the user's, else the model's, widened to
+    what the backend's arithmetic can honestly reach (bf16 keeps 8 bits of mantissa)."""
+    if cfg.rtol is not None or cfg.atol is not None:
+        return Tolerance(cfg.rtol or 0.0, cfg.atol or 0.0)
+    base = Tolerance(*model.tolerance) if model.tolerance else None
+    low = {"bf16": "bfloat16", "fp16": "float16"}.get(precision)
+    if low is None:
+        return base
+    floor = Tolerance(*DEFAULT_TOLERANCES[low])
+    if base is None:
+        return floor
+    return Tolerance(max(base.rtol, floor.rtol), max(base.atol, floor.atol))
+
+
 def verify(
     model: str | torch.nn.Module | LoadedModel,
     onnx_path: str | os.PathLike[str],
@@ -218,6 +235,7 @@ def verify(
     args: Mapping[str, Any] | None = None,
     weights: str | os.PathLike[str] | None = None,
     config: VerifyConfig | None = None,
+    data: Sequence[tuple[str, Mapping[str, np.ndarray]]] | None = None,
 ) -> VerifyReport:
     """Check that an ONNX file computes what the PyTorch model computes.
 
@@ -231,6 +249,7 @@ def verify(
         args: constructor keyword arguments.
         weights: a state dict to load.
         config: backends, samples and tolerances.
+        data: extra labelled samples (named arrays), e.g. from ``.npy`` files or images.
 
     Example:
         >>> report = ferry.verify("zoo:superres", "sr.onnx")
@@ -243,48 +262,64 @@ def verify(
     path = Path(onnx_path)
     proto = load_onnx(path, load_external_data=False)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, args=args, weights=weights)
-    specs = named_inputs(loaded, inputs or loaded.inputs or stored_specs(proto))
+    declared = inputs or loaded.inputs or stored_specs(proto)
+    if not declared and not data:
+        raise UserError(f"no input shapes known for {path}; give --input specs or files")
+    specs = named_inputs(loaded, declared) if declared else ()
     sessions = _open_backends(cfg.backends, path)
     first = next(iter(sessions.values()))[0]
     onnx_inputs = [i.name for i in first.inputs]
-    if [s.name for s in specs] != onnx_inputs:
+    if specs and [s.name for s in specs] != onnx_inputs:
         if len(specs) != len(onnx_inputs):
             raise UserError(f"{path} has inputs {onnx_inputs} but the model takes {[s.name for s in specs]}")
         specs = tuple(s.with_name(n) for s, n in zip(specs, onnx_inputs, strict=True))
     output_names = [o.name for o in first.outputs]
-    infos = [TensorInfo(s.name, s.dtype, tuple(None if d.name else d.size for d in s.dims)) for s in specs]
-    reference = REGISTRY.get("torch").load(loaded.module, inputs=infos, outputs=output_names)
-    default = None
-    if cfg.rtol is not None or cfg.atol is not None:
-        default = Tolerance(cfg.rtol if cfg.rtol is not None else 0.0, cfg.atol if cfg.atol is not None else 0.0)
-    elif loaded.tolerance:
-        default = Tolerance(*loaded.tolerance)
+    # PyTorch is held to the ONNX file's input contract (names, dtypes, static dims).
+    reference = REGISTRY.get("torch").load(loaded.module, inputs=first.inputs, outputs=output_names)
+    defaults = {name: _default_tolerance(cfg, loaded, sess.precision) for name, (sess, _) in sessions.items()}
     verdicts = {
         name: BackendVerdict(name=name, version=version, settings=dict(sess.settings))
         for name, (sess, version) in sessions.items()
     }
-    variants = shape_variants(specs) if cfg.other_shapes else [{}]
+    cases: list[tuple[str, int, dict[str, np.ndarray]]] = []
     shapes: list[dict[str, list[int]]] = []
-    for sizes in variants:
-        current = [s.with_sizes(sizes) for s in specs]
-        shapes.append({s.name: list(s.shape) for s in current})
-        label = _label(current)
-        for index in range(cfg.samples):
-            feeds = _sample(current, cfg.seed, index)
+    if specs:
+        for sizes in shape_variants(specs) if cfg.other_shapes else [{}]:
+            current = [s.with_sizes(sizes) for s in specs]
+            shapes.append({s.name: list(s.shape) for s in current})
+            cases += [(_label(current), k, _sample(current, cfg.seed, k)) for k in range(cfg.samples)]
+    for k, (label, feeds) in enumerate(data or ()):
+        cases.append((label, k, dict(feeds)))
+        shape = {n: list(np.shape(a)) for n, a in feeds.items()}
+        if shape not in shapes:
+            shapes.append(shape)
+    failing: dict[str, dict[str, np.ndarray]] = {}
+    for label, index, feeds in cases:
+        try:
+            ref = reference.run(feeds).outputs
+        except UserError:
+            raise
+        except Exception as exc:  # the user's forward() may raise anything at a new shape
+            raise UserError(f"the PyTorch model failed at {label}: {type(exc).__name__}: {exc}") from exc
+        for name, (sess, _) in sessions.items():
             try:
-                ref = reference.run(feeds).outputs
-            except UserError:
-                raise
-            except Exception as exc:  # the user's forward() may raise anything at a new shape
-                raise UserError(f"the PyTorch model failed at {label}: {type(exc).__name__}: {exc}") from exc
-            for name, (sess, _) in sessions.items():
-                try:
-                    got = sess.run(feeds)
-                except UserError as exc:
-                    verdicts[name].checks.append(Check(name, label, index, [], 0.0, str(exc)))
-                    continue
-                stats = compare_outputs(ref, got.outputs, tolerances=cfg.tolerances, default=default)
-                verdicts[name].checks.append(Check(name, label, index, stats, got.seconds))
+                got = sess.run(feeds)
+            except UserError as exc:
+                verdicts[name].checks.append(Check(name, label, index, [], 0.0, str(exc)))
+                continue
+            stats = compare_outputs(ref, got.outputs, tolerances=cfg.tolerances, default=defaults[name])
+            check = Check(name, label, index, stats, got.seconds)
+            verdicts[name].checks.append(check)
+            if not check.ok and name not in failing:
+                failing[name] = feeds
+    divergence = None
+    if failing and cfg.localize:
+        from ferry.localize import locate_divergence
+
+        name, feeds = next(iter(failing.items()))
+        divergence = locate_divergence(
+            path, feeds, backend=name, module=loaded.module, tolerance=defaults[name] or Tolerance(1e-4, 1e-5)
+        )
     return VerifyReport(
         source=loaded.source,
         onnx_path=path,
@@ -292,6 +327,7 @@ def verify(
         samples=cfg.samples,
         backends=verdicts,
         reference={"backend": "torch", "version": torch.__version__, "mode": "eager"},
+        first_divergence=divergence,
     )
 
 
@@ -301,14 +337,16 @@ def parity_rows(report: VerifyReport) -> list[list[object]]:
 
     rows: list[list[object]] = []
     for name, b in report.backends.items():
+        precision = str(b.settings.get("precision", "fp32"))
         worst = b.worst()
         if not worst:
-            rows.append([name, "-", Raw(verdict(False)), "-", "-", "-", "-", "; ".join(b.errors)])
+            rows.append([name, precision, "-", Raw(verdict(False)), "-", "-", "-", "-", "; ".join(b.errors)])
         for out, s in worst.items():
-            tol = "exact" if s.rtol is None else f"rtol {s.rtol:g}, atol {s.atol:g}"
+            tol = "exact" if s.rtol is None else f"{s.rtol:.0e}/{s.atol:.0e}"
             rows.append(
                 [
                     name,
+                    precision,
                     out,
                     Raw(verdict(b.ok)),
                     s.max_abs_diff,
@@ -321,7 +359,7 @@ def parity_rows(report: VerifyReport) -> list[list[object]]:
     return rows
 
 
-PARITY_HEADERS = ["backend", "output", "verdict", "max abs diff", "max rel diff", "mismatch", "cosine", "tolerance"]
+PARITY_HEADERS = ["backend", "precision", "output", "verdict", "max abs", "max rel", "mismatch", "cosine", "rtol/atol"]
 
 
 def write_report(report: VerifyReport, path: str | os.PathLike[str]) -> Path:
@@ -332,8 +370,34 @@ def write_report(report: VerifyReport, path: str | os.PathLike[str]) -> Path:
     errors = "".join(
         f'<p class="fail">{esc(name)}: {esc(e)}</p>' for name, b in report.backends.items() for e in b.errors
     )
+    if report.first_divergence:
+        rows = [[k, str(v)] for k, v in report.first_divergence.items()]
+        errors += "<h3>First divergence</h3>" + table(["", ""], rows)
     sections = [
         ("Parity with PyTorch eager", table(PARITY_HEADERS, parity_rows(report)) + errors),
-        (f"Shapes checked ({report.samples} samples each)", shapes),
+        ("Error histograms (|runtime - PyTorch| per element, worst sample)", _histograms(report)),
+        (f"Shapes checked ({report.samples} random samples each)", shapes),
     ]
     return write_html(path, f"ferry verify: {report.source}", sections, subtitle=str(report.onnx_path))
+
+
+def _histograms(report: VerifyReport) -> str:
+    """Inline bar charts (plain HTML, no scripts) of each output's error distribution."""
+    from ferry.compare import HISTOGRAM_LABELS
+    from ferry.report import esc
+
+    parts = []
+    for name, b in report.backends.items():
+        for out, s in b.worst().items():
+            if not s.histogram:
+                continue
+            total = max(1, sum(s.histogram))
+            bars = "".join(
+                f'<div style="display:flex;align-items:center;gap:.4rem;font-size:.8rem">'
+                f'<span style="width:4rem;text-align:right">{esc(label)}</span>'
+                f'<span style="background:#4a7bd0;height:.8rem;width:{300 * n / total:.1f}px"></span>'
+                f"<span>{n}</span></div>"
+                for label, n in zip(HISTOGRAM_LABELS, s.histogram, strict=True)
+            )
+            parts.append(f"<figure><figcaption>{esc(name)} / {esc(out)}</figcaption>{bars}</figure>")
+    return "".join(parts) or "<p>no outputs compared</p>"

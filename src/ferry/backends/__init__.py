@@ -41,11 +41,17 @@ class BackendRegistry:
 
 def _build_registry() -> BackendRegistry:
     from ferry.backends.onnxruntime import OnnxRuntimeBackend
+    from ferry.backends.openvino import OpenVinoBackend
+    from ferry.backends.reference import ReferenceBackend
     from ferry.backends.torch import TorchBackend
 
     reg = BackendRegistry()
     reg.register(TorchBackend())
-    reg.register(OnnxRuntimeBackend())
+    reg.register(OnnxRuntimeBackend(optimize=True))
+    reg.register(OnnxRuntimeBackend(optimize=False))
+    reg.register(ReferenceBackend())
+    reg.register(OpenVinoBackend(force_f32=True))
+    reg.register(OpenVinoBackend(force_f32=False))
     return reg
 
 

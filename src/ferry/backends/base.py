@@ -6,6 +6,8 @@ times the call; subclasses implement only ``_run``.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -42,6 +44,8 @@ class Session(ABC):
     """A loaded model, ready to run."""
 
     backend: str = ""
+    #: the arithmetic the runtime really uses ("fp32", "bf16", "fp16"): picks the tolerance.
+    precision: str = "fp32"
     inputs: tuple[TensorInfo, ...] = ()
     outputs: tuple[TensorInfo, ...] = ()
     settings: dict[str, Any]
@@ -95,6 +99,20 @@ class Session(ABC):
     @abstractmethod
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model; inputs are already validated."""
+
+
+def installed_version(module: str, distribution: str) -> str | None:
+    """Version of an optional runtime, or ``None`` when its module cannot be imported."""
+    if module in sys.modules and sys.modules[module] is None:
+        return None  # blocked on purpose (tests simulate a missing runtime this way)
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+        from importlib import metadata
+
+        return metadata.version(distribution)
+    except (ImportError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

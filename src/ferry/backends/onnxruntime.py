@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from importlib import metadata
 from typing import Any
 
 import numpy as np
 
-from ferry.backends.base import Backend, Session, TensorInfo
+from ferry.backends.base import Backend, Session, TensorInfo, installed_version
 from ferry.errors import UserError
 
 # ONNX Runtime type strings -> numpy dtype names.
@@ -59,6 +58,7 @@ class OnnxRuntimeSession(Session):
             for o in self._sess.get_outputs()
         )
         self.settings = {
+            "precision": "fp32",
             "providers": self._sess.get_providers(),
             "graph_optimization": "all" if optimize else "disabled",
             "threads": threads or "default",
@@ -74,16 +74,21 @@ class OnnxRuntimeSession(Session):
 
 
 class OnnxRuntimeBackend(Backend):
-    name = "onnxruntime"
+    """ONNX Runtime with all graph optimizations (``onnxruntime``) or none (``onnxruntime-noopt``).
+
+    Comparing the two separates a bug in an optimizer's fusion from a wrong export.
+    """
+
     artifact = "onnx"
     extra = "core"
 
+    def __init__(self, *, optimize: bool = True) -> None:
+        self.optimize = optimize
+        self.name = "onnxruntime" if optimize else "onnxruntime-noopt"
+
     def version(self) -> str | None:
-        try:
-            return metadata.version("onnxruntime")
-        except metadata.PackageNotFoundError:
-            return None
+        return installed_version("onnxruntime", "onnxruntime")
 
     def load(self, artifact: Any, **options: Any) -> OnnxRuntimeSession:
         self.require()
-        return OnnxRuntimeSession(artifact, **options)
+        return OnnxRuntimeSession(artifact, **{"optimize": self.optimize, **options})

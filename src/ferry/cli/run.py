@@ -112,8 +112,8 @@ def verify_cmd(
         for col in PARITY_HEADERS:
             table.add_column(col)
         for row in parity_rows(result):
-            cells = [f"{c:.3g}" if isinstance(c, float) else str(c) for c in row]
-            cells[2] = "[green]PASS[/green]" if "PASS" in cells[2] else "[red]FAIL[/red]"
+            cells = [f"{c:.2g}" if isinstance(c, float) else str(c) for c in row]
+            cells[3] = "[green]PASS[/green]" if "PASS" in cells[3] else "[red]FAIL[/red]"
             table.add_row(*(c if "[/" in c else escape(c) for c in cells))
         console.print(table)
         for name, b in result.backends.items():
@@ -124,6 +124,17 @@ def verify_cmd(
                     if s.problem:
                         console.print(f"[red]{name}[/red] {c.shape} sample {c.sample}: {s.name}: {escape(s.problem)}")
                         break
+        div = result.first_divergence
+        if div and "node" in div:
+            where = f" in module {div['module']}" if div.get("module") else ""
+            console.print(
+                f"first divergence ({escape(div['compared'])}): node {escape(div['node'])} ({div['op_type']}){where},"
+                f" max abs diff {div['max_abs_diff']:.3g}"
+            )
+            if div.get("source"):
+                console.print(f"  source: {escape(div['source'])}")
+            if div.get("hint"):
+                console.print(f"  hint: {escape(div['hint'])}")
         if report is not None:
             console.print(f"report: {report}")
     if not result:

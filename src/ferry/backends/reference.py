@@ -1,0 +1,63 @@
+"""onnx's ReferenceEvaluator: the ONNX specification in plain numpy, slow but independent."""
+
+from __future__ import annotations
+
+import os
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ferry.backends.base import Backend, Session, TensorInfo
+from ferry.errors import UserError
+
+
+def graph_io(proto: onnx.ModelProto) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """Declared inputs (without initializers) and outputs of a model as TensorInfo."""
+    init = {i.name for i in proto.graph.initializer}
+
+    def info(vi: onnx.ValueInfoProto) -> TensorInfo:
+        tt = vi.type.tensor_type
+        dims: list[int | str | None] = [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
+        ]
+        return TensorInfo(vi.name, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name, tuple(dims))
+
+    ins = tuple(info(vi) for vi in proto.graph.input if vi.name not in init)
+    return ins, tuple(info(vi) for vi in proto.graph.output)
+
+
+class ReferenceSession(Session):
+    backend = "reference"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        from onnx.reference import ReferenceEvaluator
+
+        proto = onnx.load(os.fspath(path))
+        self.inputs, self.outputs = graph_io(proto)
+        try:
+            self._ev = ReferenceEvaluator(proto)
+        except Exception as exc:  # the evaluator raises many types for unsupported models
+            raise UserError(f"onnx's reference evaluator cannot load {path}: {type(exc).__name__}: {exc}") from exc
+        self.settings = {"evaluator": "onnx.reference.ReferenceEvaluator", "precision": "fp32"}
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self._ev.run(None, feeds)
+        return {o.name: np.asarray(v) for o, v in zip(self.outputs, values, strict=True)}
+
+
+class ReferenceBackend(Backend):
+    name = "reference"
+    artifact = "onnx"
+    extra = "core"
+
+    def version(self) -> str | None:
+        try:
+            return f"onnx {metadata.version('onnx')}"
+        except metadata.PackageNotFoundError:
+            return None
+
+    def load(self, artifact: Any, **options: Any) -> ReferenceSession:
+        return ReferenceSession(artifact)

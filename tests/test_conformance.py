@@ -1,0 +1,58 @@
+"""Conformance suite: architectures users export, through `ferry export` and `ferry verify`,
+judged on every installed backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ferry.backends import REGISTRY
+from tests.conformance_models import CASES
+
+MODELS = Path(__file__).with_name("conformance_models.py")
+ONNX_BACKENDS = [n for n in REGISTRY.installed() if REGISTRY.get(n).artifact == "onnx"]
+
+# (model, backend) pairs where a runtime honestly cannot match PyTorch; each says why.
+KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
+
+_cache: dict[str, dict[str, Any]] = {}
+
+
+def _verified(name: str, cli: Any, tmp: Path) -> dict[str, Any]:
+    """Export once and verify on every installed backend; cached per model for the session."""
+    if name not in _cache:
+        specs, _ = CASES[name]
+        onnx_path = tmp / f"{name}.onnx"
+        inputs = [a for s in specs for a in ("--input", s)]
+        res = cli("export", f"{MODELS}:{name}", "-o", onnx_path, *inputs)
+        assert res.code == 0, res.err
+        report = tmp / f"{name}.json"
+        res = cli("verify", f"{MODELS}:{name}", onnx_path, *inputs, "--backends", "all", "--json", report)
+        _cache[name] = {"code": res.code, "err": res.err, "report": json.loads(report.read_text())}
+    return _cache[name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ONNX_BACKENDS)
+@pytest.mark.parametrize("name", list(CASES))
+def test_conformance(name: str, backend: str, cli: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    result = _verified(name, cli, tmp_path_factory.getbasetemp())
+    verdict = result["report"]["backends"][backend]
+    _, expected_code = CASES[name]
+    if expected_code == 2:
+        # The data-dependent branch must never pass silently: ferry exits 2 and shows where.
+        assert result["code"] == 2
+        assert not result["report"]["ok"]
+        return
+    if (name, backend) in KNOWN_DIFFERENCES:
+        pytest.xfail(KNOWN_DIFFERENCES[(name, backend)])
+    assert verdict["ok"], json.dumps(verdict["outputs"], indent=1)[:2000]
+    assert len(result["report"]["shapes"]) >= 2, "dynamic dims must be verified at more than one shape"
+
+
+def test_the_suite_is_broad() -> None:
+    assert len(CASES) >= 15
+    assert {"reference", "onnxruntime", "onnxruntime-noopt"} <= set(ONNX_BACKENDS)
