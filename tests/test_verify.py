@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +87,89 @@ def test_html_report_is_self_contained(tmp_path: Path, superres_onnx: Path) -> N
     html = write_report(report, tmp_path / "r.html").read_text()
     assert "PASS" in html and "onnxruntime" in html
     assert "http://" not in html and "https://" not in html
+
+
+def test_verify_on_images_and_array_files(cli, tmp_path: Path, superres_onnx: Path) -> None:
+    from PIL import Image
+
+    images = tmp_path / "photos" / "nested"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(images / "a.png")
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(images / "b.jpg")
+    np.save(tmp_path / "y.npy", rng.random((1, 1, 12, 12), dtype=np.float32))
+    res = cli(
+        "verify",
+        "zoo:superres",
+        superres_onnx,
+        "--images",
+        tmp_path / "photos",
+        "--input",
+        tmp_path / "y.npy",
+        "--samples",
+        "1",
+        "--json",
+        "-",
+    )
+    assert res.code == 0, res.err
+    shapes = json.loads(res.out)["shapes"]
+    assert {"input": [1, 1, 20, 30]} in shapes and {"input": [1, 1, 12, 12]} in shapes
+
+
+def test_images_need_declared_preprocessing(tmp_path: Path, tiny) -> None:
+    from ferry.verify import image_data
+
+    with pytest.raises(UserError, match="declares no image preprocessing"):
+        image_data(ferry.load_model(tiny("TinyConv")), tmp_path)
+    with pytest.raises(UserError, match="no images"):
+        image_data(ferry.load_model("zoo:superres"), tmp_path)
+
+
+def test_broken_exports_are_localized(tmp_path: Path, tiny) -> None:
+    import onnx
+    import torch
+
+    # 1. Exported in training mode: BatchNorm uses batch statistics.
+    model = ferry.load_model(tiny("TinyConv"))
+    bad = tmp_path / "train.onnx"
+    torch.onnx.export(
+        model.module,
+        (torch.randn(2, 3, 8, 8),),
+        str(bad),
+        dynamo=False,
+        training=torch.onnx.TrainingMode.TRAINING,
+        input_names=["x"],
+        output_names=["output"],
+    )
+    report = ferry.verify(tiny("TinyConv"), bad, inputs=parse_input_specs(["2,3,8,8"]))
+    assert not report.ok
+    div = report.first_divergence
+    assert div is not None
+    assert div["op_type"] == "BatchNormalization" and div["module"] == "bn"
+    assert "training mode" in div["hint"]
+
+    # 2. A resize mode changed after export: runtimes agree with each other, not with PyTorch.
+    good = tmp_path / "up.onnx"
+    ferry.export(tiny("UpNet"), good, inputs=parse_input_specs(["1,1,8,8"]))
+    proto = onnx.load(str(good))
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Resize" and attr.name == "mode":
+                attr.s = b"nearest"
+    onnx.save(proto, str(tmp_path / "up_bad.onnx"))
+    report = ferry.verify(tiny("UpNet"), tmp_path / "up_bad.onnx")
+    div = report.first_divergence
+    assert div is not None and div["compared"] == "pytorch vs onnx"
+    assert (div["op_type"], div["module"], div["module_class"]) == ("Resize", "up", "Upsample")
+    assert "tiny_models.py" in div["source"]
+
+
+def test_bf16_runtime_divergence_is_localized_to_the_first_conv(superres_onnx: Path) -> None:
+    pytest.importorskip("openvino", reason="OpenVINO is an optional runtime: pip install 'ferry[openvino]'")
+    cfg = VerifyConfig(backends=("openvino-default",), rtol=1e-5, atol=1e-6, samples=1)
+    report = ferry.verify("zoo:superres", superres_onnx, config=cfg)
+    if report.backends["openvino-default"].settings["precision"] != "bf16":
+        pytest.skip("this CPU runs OpenVINO in f32 by default: nothing to localize")
+    div = report.first_divergence
+    assert div is not None and div["compared"] == "openvino-default vs onnx reference"
+    assert div["op_type"] == "Conv" and div["module"] == "conv1"

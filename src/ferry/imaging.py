@@ -99,11 +99,6 @@ def psnr(reference: np.ndarray, test: np.ndarray, *, border: int = 0, peak: floa
     return 10.0 * float(np.log10(peak**2 / mse))
 
 
-def psnr_y(reference: Image.Image, test: Image.Image, *, border: int = 3) -> float:
-    """PSNR on the Y channel with ``border`` pixels cropped: the usual SR benchmark figure."""
-    return psnr(luminance(reference), luminance(test), border=border)
-
-
 def side_by_side(images: list[tuple[str, Image.Image]], *, height: int | None = None) -> Image.Image:
     """Place labelled images next to each other at a common height (nearest-neighbour zoom)."""
     from PIL import ImageDraw

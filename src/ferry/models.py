@@ -11,12 +11,14 @@ import inspect
 import os
 import pickle
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ferry.errors import UserError
@@ -44,6 +46,7 @@ class LoadedModel:
     tolerance: tuple[float, float] = (1e-4, 1e-5)
     task: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
+    preprocess: Callable[[Image.Image], list[np.ndarray]] | None = None
 
     @property
     def input_names(self) -> list[str]:
@@ -175,6 +178,7 @@ def load_model(
             outputs=entry.outputs,
             tolerance=entry.tolerance,
             task=dict(entry.task),
+            preprocess=entry.preprocess,
         )
     else:
         obj = _resolve_attr(source)

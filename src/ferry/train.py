@@ -217,7 +217,7 @@ def train_superres(
         "model": "SuperResolutionNet (ESPCN)",
         "scale": cfg.scale,
         "trained_by": "ferry train superres",
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "out"},
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "checkpoint")},
         "training_seconds": round(seconds, 1),
         "cpu_threads": torch.get_num_threads(),
         "training_data": {

@@ -331,6 +331,29 @@ def verify(
     )
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+
+def image_data(model: LoadedModel, folder: str | os.PathLike[str]) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """Samples from a folder of images through the model's declared preprocessing.
+
+    Raises:
+        UserError: when the model declares no preprocessing or the folder holds no image.
+    """
+    from ferry.imaging import load_image
+
+    if model.preprocess is None:
+        raise UserError(f"{model.source} declares no image preprocessing; give --input .npy files instead of --images")
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"image folder not found: {root}")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
+    names = [s.name for s in model.inputs]
+    return [(p.name, dict(zip(names, model.preprocess(load_image(p)), strict=True))) for p in files]
+
+
 def parity_rows(report: VerifyReport) -> list[list[object]]:
     """One row per backend and output: the worst numbers over every shape and sample."""
     from ferry.report import Raw, verdict

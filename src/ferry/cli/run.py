@@ -5,16 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ferry.cli._common import ArgOpt, InputOpt, JsonOpt, WeightsOpt, console, emit_json, quiet_human, specs_from, status
+from ferry.cli._common import ArgOpt, JsonOpt, WeightsOpt, console, emit_json, quiet_human, specs_from, status
 from ferry.compare import parse_tolerance
 from ferry.errors import VerificationError
+from ferry.models import load_model
 from ferry.run import is_array_file, open_session, read_arrays, run, save_outputs
 from ferry.specs import parse_input_specs, parse_kwargs
-from ferry.verify import PARITY_HEADERS, VerifyConfig, parity_rows, verify, write_report
+from ferry.verify import PARITY_HEADERS, VerifyConfig, image_data, parity_rows, verify, write_report
 
 
 def run_cmd(
@@ -65,7 +67,25 @@ def verify_cmd(
         str, typer.Argument(metavar="MODEL", help="The PyTorch model: zoo:NAME, file.py:Attr or package.module:Attr.")
     ],
     file: Annotated[Path, typer.Argument(metavar="FILE", help="The exported ONNX file.")],
-    input: InputOpt = None,
+    input: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="SPEC|FILE",
+            help="Input spec per forward() argument (as for export), or .npy/.npz files as extra samples.",
+            show_default=False,
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images",
+            metavar="DIR",
+            help="Folder of images fed through the model's declared preprocessing.",
+            show_default=False,
+        ),
+    ] = None,
     arg: ArgOpt = None,
     weights: WeightsOpt = None,
     backends: Annotated[
@@ -99,10 +119,18 @@ def verify_cmd(
         atol=atol,
         tolerances=tols,
     )
+    texts = input or []
+    specs = [t for t in texts if not is_array_file(t)]
+    loaded = load_model(model, args=parse_kwargs(arg or []), weights=weights)
+    data: list[tuple[str, dict[str, np.ndarray]]] = []
+    files = [t for t in texts if is_array_file(t)]
+    if files:
+        names = [i.name for i in open_session(file).inputs]
+        data.append((", ".join(files), read_arrays(files, names)))
+    if images is not None:
+        data += image_data(loaded, images)
     with status("verifying", quiet_human(json_out)):
-        result = verify(
-            model, file, inputs=specs_from(input), args=parse_kwargs(arg or []), weights=weights, config=cfg
-        )
+        result = verify(loaded, file, inputs=specs_from(specs), config=cfg, data=data)
     emit_json(json_out, result.to_dict())
     if report is not None:
         write_report(result, report)

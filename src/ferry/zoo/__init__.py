@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import numpy as np
+from PIL import Image
 from torch import nn
 
 from ferry.errors import InternalError, UserError
@@ -33,6 +35,7 @@ class ZooModel:
         weights_note: where the weights come from, in plain words.
         tolerance: default (rtol, atol) for float32 parity.
         task: task metadata (kind, scale factor, colour space, ...).
+        preprocess: turns an RGB image into the model's input arrays (``verify --images``).
     """
 
     name: str
@@ -44,6 +47,7 @@ class ZooModel:
     weights_note: str
     tolerance: tuple[float, float] = (1e-4, 1e-5)
     task: dict[str, Any] = field(default_factory=dict)
+    preprocess: Callable[[Image.Image], list[np.ndarray]] | None = None
 
     @property
     def trained(self) -> bool:
@@ -113,6 +117,7 @@ def _build_registry() -> Registry:
             weights_note="trained by ferry (ferry train superres) on images bundled with scikit-image and sporco",
             tolerance=(1e-4, 1e-5),
             task=superres.TASK,
+            preprocess=superres.preprocess,
         )
     )
     reg.register(
@@ -126,6 +131,7 @@ def _build_registry() -> Registry:
             weights_note="architecture only, not trained here",
             tolerance=(1e-3, 1e-4),
             task={"kind": "super-resolution", "scale": 4, "colour": "RGB in [0, 1]"},
+            preprocess=srresnet.preprocess,
         )
     )
     reg.register(
@@ -139,6 +145,7 @@ def _build_registry() -> Registry:
             weights_note="architecture only: ImageNet weights cannot be fetched here",
             tolerance=(1e-3, 1e-4),
             task={"kind": "classification", "classes": 1000, "colour": "RGB, ImageNet-normalised"},
+            preprocess=alexnet.preprocess,
         )
     )
     return reg
