@@ -15,9 +15,6 @@ from tests.conformance_models import CASES
 MODELS = Path(__file__).with_name("conformance_models.py")
 ONNX_BACKENDS = [n for n in REGISTRY.installed() if REGISTRY.get(n).artifact == "onnx"]
 
-# (model, backend) pairs where a runtime honestly cannot match PyTorch; each says why.
-KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
-
 _cache: dict[str, dict[str, Any]] = {}
 
 
@@ -47,8 +44,11 @@ def test_conformance(name: str, backend: str, cli: Any, tmp_path_factory: pytest
         assert result["code"] == 2
         assert not result["report"]["ok"]
         return
-    if (name, backend) in KNOWN_DIFFERENCES:
-        pytest.xfail(KNOWN_DIFFERENCES[(name, backend)])
+    if not verdict["gating"]:
+        # A lossy default precision (OpenVINO's bf16) is reported, measured, and never gates.
+        assert verdict["checks"] > 0 and verdict["max_abs_diff"] is not None
+        assert result["code"] == 0
+        return
     assert verdict["ok"], json.dumps(verdict["outputs"], indent=1)[:2000]
     assert len(result["report"]["shapes"]) >= 2, "dynamic dims must be verified at more than one shape"
 

@@ -73,6 +73,8 @@ class BackendVerdict:
     version: str
     settings: dict[str, Any]
     checks: list[Check] = field(default_factory=list)
+    #: False for a backend reported for information only (it does not decide ``VerifyReport.ok``).
+    gating: bool = True
 
     @property
     def ok(self) -> bool:
@@ -99,6 +101,7 @@ class BackendVerdict:
         times = [c.seconds for c in self.checks if not c.error]
         return {
             "ok": self.ok,
+            "gating": self.gating,
             "version": self.version,
             "settings": self.settings,
             "max_abs_diff": max(finite) if finite else None,
@@ -125,7 +128,8 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return bool(self.backends) and all(b.ok for b in self.backends.values())
+        gating = [b for b in self.backends.values() if b.gating]
+        return bool(gating) and all(b.ok for b in gating)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -200,13 +204,16 @@ def _sample(specs: Sequence[InputSpec], seed: int, index: int) -> dict[str, np.n
     return {s.name: s.sample(rng, scale=scale, offset=offset) for s in specs}
 
 
-def _open_backends(names: Sequence[str], path: Path) -> dict[str, tuple[Session, str]]:
+def _open_backends(names: Sequence[str], path: Path) -> dict[str, tuple[Session, str, bool]]:
+    """Load each ONNX backend: name -> (session, version, gating)."""
     chosen = REGISTRY.resolve(list(names))
-    sessions: dict[str, tuple[Session, str]] = {}
+    every = list(names) == ["all"]
+    sessions: dict[str, tuple[Session, str, bool]] = {}
     for b in chosen:
         if b.artifact != "onnx":
             continue  # the torch backend is the reference, not a test subject
-        sessions[b.name] = (b.load(os.fspath(path)), b.version() or "")
+        gating = not (every and b.informational_in_all)
+        sessions[b.name] = (b.load(os.fspath(path)), b.version() or "", gating)
     if not sessions:
         raise UserError(f"no ONNX backend among {', '.join(names)}; installed: {', '.join(REGISTRY.installed())}")
     return sessions
@@ -276,10 +283,10 @@ def verify(
     output_names = [o.name for o in first.outputs]
     # PyTorch is held to the ONNX file's input contract (names, dtypes, static dims).
     reference = REGISTRY.get("torch").load(loaded.module, inputs=first.inputs, outputs=output_names)
-    defaults = {name: _default_tolerance(cfg, loaded, sess.precision) for name, (sess, _) in sessions.items()}
+    defaults = {name: _default_tolerance(cfg, loaded, sess.precision) for name, (sess, _, _) in sessions.items()}
     verdicts = {
-        name: BackendVerdict(name=name, version=version, settings=dict(sess.settings))
-        for name, (sess, version) in sessions.items()
+        name: BackendVerdict(name=name, version=version, settings=dict(sess.settings), gating=gating)
+        for name, (sess, version, gating) in sessions.items()
     }
     cases: list[tuple[str, int, dict[str, np.ndarray]]] = []
     shapes: list[dict[str, list[int]]] = []
@@ -301,7 +308,7 @@ def verify(
             raise
         except Exception as exc:  # the user's forward() may raise anything at a new shape
             raise UserError(f"the PyTorch model failed at {label}: {type(exc).__name__}: {exc}") from exc
-        for name, (sess, _) in sessions.items():
+        for name, (sess, _, _) in sessions.items():
             try:
                 got = sess.run(feeds)
             except UserError as exc:
@@ -310,7 +317,7 @@ def verify(
             stats = compare_outputs(ref, got.outputs, tolerances=cfg.tolerances, default=defaults[name])
             check = Check(name, label, index, stats, got.seconds)
             verdicts[name].checks.append(check)
-            if not check.ok and name not in failing:
+            if not check.ok and verdicts[name].gating and name not in failing:
                 failing[name] = feeds
     divergence = None
     if failing and cfg.localize:
@@ -366,12 +373,13 @@ def parity_rows(report: VerifyReport) -> list[list[object]]:
             rows.append([name, precision, "-", Raw(verdict(False)), "-", "-", "-", "-", "; ".join(b.errors)])
         for out, s in worst.items():
             tol = "exact" if s.rtol is None else f"{s.rtol:.0e}/{s.atol:.0e}"
+            mark = Raw(verdict(b.ok)) if b.gating else f"{'pass' if b.ok else 'differs'} (info)"
             rows.append(
                 [
                     name,
                     precision,
                     out,
-                    Raw(verdict(b.ok)),
+                    mark,
                     s.max_abs_diff,
                     s.max_rel_diff,
                     s.mismatch_fraction,

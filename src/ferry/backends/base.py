@@ -134,6 +134,9 @@ class Backend(ABC):
     artifact: str = "onnx"
     #: pip extra that installs the runtime, for the "not installed" message.
     extra: str = ""
+    #: when brought in by ``--backends all``, report this backend without letting it fail the
+    #: verdict (a runtime's lossy default precision); named explicitly, it gates like any other.
+    informational_in_all: bool = False
 
     @abstractmethod
     def version(self) -> str | None:

@@ -141,10 +141,13 @@ def verify_cmd(
             table.add_column(col)
         for row in parity_rows(result):
             cells = [f"{c:.2g}" if isinstance(c, float) else str(c) for c in row]
-            cells[3] = "[green]PASS[/green]" if "PASS" in cells[3] else "[red]FAIL[/red]"
+            if "PASS" in cells[3] or "FAIL" in cells[3]:
+                cells[3] = "[green]PASS[/green]" if "PASS" in cells[3] else "[red]FAIL[/red]"
             table.add_row(*(c if "[/" in c else escape(c) for c in cells))
         console.print(table)
         for name, b in result.backends.items():
+            if not b.gating:
+                continue  # informational backends are in the table, their details in the JSON
             for err in b.errors:
                 console.print(f"[red]{name}[/red] {escape(err)}")
             for c in b.checks:
