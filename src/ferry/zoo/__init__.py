@@ -115,7 +115,9 @@ def _build_registry() -> Registry:
             outputs=("output",),
             weights="superres_x3.safetensors",
             weights_note="trained by ferry (ferry train superres) on images bundled with scikit-image and sporco",
-            tolerance=(1e-4, 1e-5),
+            # Outputs are pixel values in [0, 1]: 1e-4 is 1/40 of a grey level. f32 runtimes that
+            # reorder convolution sums (OpenVINO) reach a few 1e-5 on out-of-range random inputs.
+            tolerance=(1e-4, 1e-4),
             task=superres.TASK,
             preprocess=superres.preprocess,
         )
