@@ -204,16 +204,26 @@ def _sample(specs: Sequence[InputSpec], seed: int, index: int) -> dict[str, np.n
     return {s.name: s.sample(rng, scale=scale, offset=offset) for s in specs}
 
 
-def _open_backends(names: Sequence[str], path: Path) -> dict[str, tuple[Session, str, bool]]:
-    """Load each ONNX backend: name -> (session, version, gating)."""
+@dataclass
+class _Subject:
+    """A loaded backend under test."""
+
+    session: Session
+    version: str
+    gating: bool
+    samples_per_shape: int | None
+
+
+def _open_backends(names: Sequence[str], path: Path) -> dict[str, _Subject]:
+    """Load each ONNX backend named (``all``: every installed one)."""
     chosen = REGISTRY.resolve(list(names))
     every = list(names) == ["all"]
-    sessions: dict[str, tuple[Session, str, bool]] = {}
+    sessions: dict[str, _Subject] = {}
     for b in chosen:
         if b.artifact != "onnx":
             continue  # the torch backend is the reference, not a test subject
         gating = not (every and b.informational_in_all)
-        sessions[b.name] = (b.load(os.fspath(path)), b.version() or "", gating)
+        sessions[b.name] = _Subject(b.load(os.fspath(path)), b.version() or "", gating, b.samples_per_shape)
     if not sessions:
         raise UserError(f"no ONNX backend among {', '.join(names)}; installed: {', '.join(REGISTRY.installed())}")
     return sessions
@@ -274,7 +284,7 @@ def verify(
         raise UserError(f"no input shapes known for {path}; give --input specs or files")
     specs = named_inputs(loaded, declared) if declared else ()
     sessions = _open_backends(cfg.backends, path)
-    first = next(iter(sessions.values()))[0]
+    first = next(iter(sessions.values())).session
     onnx_inputs = [i.name for i in first.inputs]
     if specs and [s.name for s in specs] != onnx_inputs:
         if len(specs) != len(onnx_inputs):
@@ -283,10 +293,10 @@ def verify(
     output_names = [o.name for o in first.outputs]
     # PyTorch is held to the ONNX file's input contract (names, dtypes, static dims).
     reference = REGISTRY.get("torch").load(loaded.module, inputs=first.inputs, outputs=output_names)
-    defaults = {name: _default_tolerance(cfg, loaded, sess.precision) for name, (sess, _, _) in sessions.items()}
+    defaults = {name: _default_tolerance(cfg, loaded, sub.session.precision) for name, sub in sessions.items()}
     verdicts = {
-        name: BackendVerdict(name=name, version=version, settings=dict(sess.settings), gating=gating)
-        for name, (sess, version, gating) in sessions.items()
+        name: BackendVerdict(name=name, version=sub.version, settings=dict(sub.session.settings), gating=sub.gating)
+        for name, sub in sessions.items()
     }
     cases: list[tuple[str, int, dict[str, np.ndarray]]] = []
     shapes: list[dict[str, list[int]]] = []
@@ -308,9 +318,11 @@ def verify(
             raise
         except Exception as exc:  # the user's forward() may raise anything at a new shape
             raise UserError(f"the PyTorch model failed at {label}: {type(exc).__name__}: {exc}") from exc
-        for name, (sess, _, _) in sessions.items():
+        for name, sub in sessions.items():
+            if sub.samples_per_shape is not None and index >= sub.samples_per_shape:
+                continue
             try:
-                got = sess.run(feeds)
+                got = sub.session.run(feeds)
             except UserError as exc:
                 verdicts[name].checks.append(Check(name, label, index, [], 0.0, str(exc)))
                 continue

@@ -137,6 +137,8 @@ class Backend(ABC):
     #: when brought in by ``--backends all``, report this backend without letting it fail the
     #: verdict (a runtime's lossy default precision); named explicitly, it gates like any other.
     informational_in_all: bool = False
+    #: run at most this many samples per shape (slow backends); ``None``: all of them.
+    samples_per_shape: int | None = None
 
     @abstractmethod
     def version(self) -> str | None:
