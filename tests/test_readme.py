@@ -34,6 +34,10 @@ def test_cli_reference_is_current() -> None:
 def test_readme_commands_run(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "tests").mkdir()
     shutil.copy(ROOT / "tests" / "tiny_models.py", tmp_path / "tests" / "tiny_models.py")
+    (tmp_path / "ferry-demo").mkdir()
+    from ferry import datasets
+
+    datasets.chelsea().save(tmp_path / "ferry-demo" / "original.png")
     monkeypatch.chdir(tmp_path)
     lines = [ln for ln in _section("readme-commands").splitlines() if ln.startswith("ferry ")]
     assert len(lines) >= 6

@@ -23,6 +23,7 @@ from ferry.specs import InputSpec, parse_input_spec
 from ferry.superres import evaluate as evaluate_superres
 from ferry.superres import super_resolve
 from ferry.train import TrainConfig, TrainResult, train_superres
+from ferry.upscale import UpscaleConfig, UpscaleResult, upscale
 from ferry.verify import VerifyConfig, VerifyReport, verify
 from ferry.view import view
 
@@ -42,6 +43,8 @@ __all__ = [
     "Tolerance",
     "TrainConfig",
     "TrainResult",
+    "UpscaleConfig",
+    "UpscaleResult",
     "UserError",
     "VerificationError",
     "VerifyConfig",
@@ -59,6 +62,7 @@ __all__ = [
     "run_demo",
     "super_resolve",
     "train_superres",
+    "upscale",
     "verify",
     "view",
 ]

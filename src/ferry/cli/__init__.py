@@ -20,6 +20,7 @@ from ferry.cli.demo import demo_cmd
 from ferry.cli.export import export_cmd
 from ferry.cli.run import run_cmd, verify_cmd
 from ferry.cli.train import train_cmd, zoo_app
+from ferry.cli.upscale import upscale_cmd
 from ferry.errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, FerryError
 
 app = typer.Typer(
@@ -60,6 +61,7 @@ app.command("inspect")(inspect_cmd)
 app.command("view")(view_cmd)
 app.command("run")(run_cmd)
 app.command("verify")(verify_cmd)
+app.command("upscale")(upscale_cmd)
 app.command("train")(train_cmd)
 app.add_typer(zoo_app, name="zoo")
 

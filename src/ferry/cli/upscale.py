@@ -1,0 +1,63 @@
+"""``ferry upscale``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ferry.cli._common import JsonOpt, console, emit_json, err_console, quiet_human
+from ferry.errors import UserError
+from ferry.upscale import FileResult, UpscaleConfig, upscale
+
+
+def upscale_cmd(
+    source: Annotated[Path, typer.Argument(metavar="INPUT", help="An image, or a folder of images (recursive).")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="PATH", help="Output image, or folder.")],
+    model: Annotated[str, typer.Option(metavar="MODEL", help="zoo:NAME or an ONNX file exported by ferry.")] = (
+        "zoo:superres"
+    ),
+    backend: Annotated[str, typer.Option(metavar="NAME", help="onnxruntime, openvino, ... or torch (zoo).")] = (
+        "onnxruntime"
+    ),
+    tile: Annotated[int, typer.Option(metavar="N", help="Tile side in input pixels (0: whole image).")] = 0,
+    overlap: Annotated[int, typer.Option(metavar="N", help="Context pixels around each tile.")] = 8,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
+    threads: Annotated[int, typer.Option(metavar="N", help="Runtime threads (0: default).")] = 0,
+    json_out: JsonOpt = None,
+) -> None:
+    """Super-resolve an image or a folder of images (x3 with zoo:superres). Exit 1 if a file failed."""
+    cfg = UpscaleConfig(model=model, backend=backend, tile=tile, overlap=overlap, overwrite=overwrite, threads=threads)
+    quiet = quiet_human(json_out)
+    progress = Progress(
+        TextColumn("upscaling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[name]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+    )
+    with progress:
+        bar = progress.add_task("files", total=None, name="")
+
+        def on_file(item: FileResult, done: int, total: int) -> None:
+            progress.update(bar, completed=done, total=total, name=item.source.name)
+            if item.status == "failed":
+                progress.console.print(f"[red]failed[/red] {escape(item.error)}")
+
+        result = upscale(source, output, cfg, on_file=on_file)
+    emit_json(json_out, result.to_dict())
+    if not quiet:
+        counts = {s: sum(f.status == s for f in result.files) for s in ("done", "skipped", "failed")}
+        console.print(
+            f"x{result.scale}: {counts['done']} written, {counts['skipped']} already there, {counts['failed']} failed"
+        )
+        if len(result.files) == 1 and counts["done"]:
+            f = result.files[0]
+            console.print(f"{f.source} -> {f.target} ({f.size[0]}x{f.size[1]}, {f.seconds:.2f} s)")
+    if not result:
+        raise UserError(f"{len(result.failed)} file(s) could not be upscaled; the others were written")

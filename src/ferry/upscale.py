@@ -1,0 +1,275 @@
+"""``ferry upscale``: super-resolve images and folders with a zoo model or an exported ONNX file.
+
+Large images run in tiles: each tile carries ``overlap`` pixels of context on every side, more
+than the network's receptive field, so the stitched result equals the untiled one up to float
+rounding while the tensors stay a fixed size.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ferry import imaging
+from ferry._io import atomic_path
+from ferry.errors import UserError
+from ferry.superres import Runner, torch_runner
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+
+@dataclass(frozen=True)
+class UpscaleConfig:
+    """How to upscale.
+
+    Attributes:
+        model: ``zoo:NAME`` or an exported ``.onnx`` file (Y channel in, Y channel out).
+        backend: ``onnxruntime`` or ``torch`` (eager; zoo models only).
+        tile: tile side in input pixels (0: the whole image at once).
+        overlap: context pixels around each tile; at least the receptive-field radius.
+        overwrite: redo outputs that already exist in a folder run.
+        threads: runtime threads (0: the runtime's default).
+    """
+
+    model: str = "zoo:superres"
+    backend: str = "onnxruntime"
+    tile: int = 0
+    overlap: int = 8
+    overwrite: bool = False
+    threads: int = 0
+
+
+@dataclass
+class FileResult:
+    """One input file: what happened to it."""
+
+    source: Path
+    target: Path
+    status: str  # "done", "skipped" or "failed"
+    seconds: float = 0.0
+    size: tuple[int, int] = (0, 0)
+    error: str = ""
+
+
+@dataclass
+class UpscaleResult:
+    """Every file of a run; truthy when none failed."""
+
+    scale: int
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+    def __bool__(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": bool(self),
+            "scale": self.scale,
+            "files": [
+                {
+                    "source": str(f.source),
+                    "target": str(f.target),
+                    "status": f.status,
+                    "seconds": f.seconds,
+                    "size": list(f.size),
+                    "error": f.error,
+                }
+                for f in self.files
+            ],
+        }
+
+
+def tiled(runner: Runner, scale: int, tile: int, overlap: int) -> Runner:
+    """Wrap a Y-plane runner so that it processes ``tile``-sized pieces with ``overlap`` context."""
+    if tile <= 0:
+        return runner
+
+    def run(y: np.ndarray) -> np.ndarray:
+        n, c, h, w = y.shape
+        if h <= tile and w <= tile:
+            return runner(y)
+        out = np.empty((n, c, h * scale, w * scale), np.float32)
+        for top in range(0, h, tile):
+            for left in range(0, w, tile):
+                bottom, right = min(top + tile, h), min(left + tile, w)
+                t0, l0 = max(0, top - overlap), max(0, left - overlap)
+                b0, r0 = min(h, bottom + overlap), min(w, right + overlap)
+                piece = runner(np.ascontiguousarray(y[:, :, t0:b0, l0:r0]))
+                dt, dl = (top - t0) * scale, (left - l0) * scale
+                out[:, :, top * scale : bottom * scale, left * scale : right * scale] = piece[
+                    :, :, dt : dt + (bottom - top) * scale, dl : dl + (right - left) * scale
+                ]
+        return out
+
+    return run
+
+
+class _Model:
+    """A Y-plane runner and its scale, from a zoo name or an ONNX file."""
+
+    def __init__(self, cfg: UpscaleConfig) -> None:
+        from ferry.models import load_model
+        from ferry.run import load_onnx, open_session
+
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if cfg.model.startswith("zoo:"):
+            loaded = load_model(cfg.model)
+            if loaded.task.get("kind") != "super-resolution" or loaded.inputs[0].shape[1] != 1:
+                raise UserError(f"{cfg.model} is not a Y-channel super-resolution model; use zoo:superres")
+            self.scale = int(loaded.task["scale"])
+            if cfg.backend == "torch":
+                self.runner = torch_runner(loaded.module)
+                return
+            from ferry.export import export
+
+            self._tmp = tempfile.TemporaryDirectory(prefix="ferry-upscale-")
+            path = Path(self._tmp.name) / "model.onnx"
+            export(loaded, path)
+        else:
+            path = Path(cfg.model)
+            if cfg.backend == "torch":
+                raise UserError("--backend torch needs a zoo model; an ONNX file runs on an ONNX backend")
+            from ferry.export import read_metadata
+
+            task = read_metadata(load_onnx(path, load_external_data=False)).get("task") or {}
+            if task.get("kind") != "super-resolution":
+                raise UserError(f"{path} was not exported by ferry from a super-resolution model")
+            self.scale = int(task["scale"])
+        session = open_session(path, cfg.backend, **({"threads": cfg.threads} if cfg.threads else {}))
+        name = session.inputs[0].name
+
+        def run(y: np.ndarray) -> np.ndarray:
+            return next(iter(session.run({name: y}).outputs.values()))
+
+        self.runner = run
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def upscale_image(img: Image.Image, runner: Runner, scale: int) -> Image.Image:
+    """Super-resolve one image: Y through the network, colour and alpha bicubic.
+
+    Grayscale stays grayscale; RGBA keeps its alpha channel, upscaled bicubically.
+    """
+    if img.mode in ("L", "LA"):
+        y = imaging.array_to_y(runner(imaging.y_to_array(img.getchannel("L"))))
+        if img.mode == "LA":
+            la_alpha = img.getchannel("A").resize(y.size, Image.Resampling.BICUBIC)
+            return Image.merge("LA", [y, la_alpha])
+        return y
+    alpha = img.getchannel("A") if "A" in img.getbands() else None
+    yy, cb, cr = imaging.split_ycbcr(img.convert("RGB"))
+    out = imaging.merge_ycbcr(imaging.array_to_y(runner(imaging.y_to_array(yy))), cb, cr)
+    if alpha is not None:
+        out.putalpha(alpha.resize(out.size, Image.Resampling.BICUBIC))
+    return out
+
+
+def _open(path: Path) -> tuple[Image.Image, dict[str, Any]]:
+    """Open an image upright (EXIF orientation applied) with the metadata worth carrying over."""
+    from PIL import ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            info: dict[str, Any] = {k: opened.info[k] for k in ("icc_profile", "dpi") if k in opened.info}
+            exif = opened.getexif()
+            img = ImageOps.exif_transpose(opened)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise UserError(f"cannot read image {path}: {exc}") from exc
+    if img.width == 0 or img.height == 0:
+        raise UserError(f"{path} is an empty image")
+    if img.mode not in ("L", "LA", "RGB", "RGBA"):
+        img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
+    if exif:
+        exif.pop(0x0112, None)  # orientation: already applied to the pixels
+        info["exif"] = exif.tobytes()
+    return img, info
+
+
+def _save(img: Image.Image, target: Path, info: dict[str, Any]) -> None:
+    if target.suffix.lower() in (".jpg", ".jpeg") and img.mode in ("RGBA", "LA"):
+        img = img.convert("RGB" if img.mode == "RGBA" else "L")
+    with atomic_path(target) as tmp:
+        try:
+            img.save(tmp, **info)
+        except (ValueError, OSError) as exc:
+            raise UserError(f"cannot write {target}: {exc}; use .png, .jpg, .webp or .tif") from exc
+
+
+def _jobs(source: Path, output: Path, scale: int) -> Iterator[tuple[Path, Path]]:
+    if source.is_file():
+        if output.is_dir():
+            output = output / f"{source.stem}_x{scale}{source.suffix}"
+        yield source, output
+        return
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            yield path, output / path.relative_to(source)
+
+
+def upscale(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    config: UpscaleConfig | None = None,
+    *,
+    on_file: Callable[[FileResult, int, int], None] | None = None,
+) -> UpscaleResult:
+    """Super-resolve an image, or every image of a folder (recursively, mirrored into ``output``).
+
+    A file that cannot be read is reported and skipped; the others go on. Outputs are written
+    atomically; existing ones are skipped unless ``config.overwrite``.
+
+    Example:
+        >>> ferry.upscale("photo.jpg", "photo_x3.png").files[0].size
+        (1353, 900)
+    """
+    cfg = config or UpscaleConfig()
+    src, out = Path(source), Path(output)
+    if not src.exists():
+        raise UserError(f"input not found: {src}")
+    if src.is_file() and src.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"unsupported input {src}: give an image ({', '.join(IMAGE_SUFFIXES)}) or a folder")
+    if src.is_dir() and out.is_file():
+        raise UserError(f"{out} is a file; give a folder as the output of a folder run")
+    if cfg.tile < 0 or cfg.overlap < 0:
+        raise UserError("--tile and --overlap must not be negative")
+    model = _Model(cfg)
+    try:
+        runner = tiled(model.runner, model.scale, cfg.tile, cfg.overlap)
+        result = UpscaleResult(scale=model.scale)
+        jobs = list(_jobs(src, out, model.scale))
+        if not jobs:
+            raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
+        for k, (path, target) in enumerate(jobs):
+            if target.exists() and not cfg.overwrite and src.is_dir():
+                item = FileResult(path, target, "skipped")
+            else:
+                start = time.perf_counter()
+                try:
+                    img, info = _open(path)
+                    big = upscale_image(img, runner, model.scale)
+                    _save(big, target, info)
+                    item = FileResult(path, target, "done", time.perf_counter() - start, big.size)
+                except UserError as exc:
+                    item = FileResult(path, target, "failed", time.perf_counter() - start, error=str(exc))
+            result.files.append(item)
+            if on_file is not None:
+                on_file(item, k + 1, len(jobs))
+        return result
+    finally:
+        model.close()
