@@ -191,8 +191,11 @@ def compare_outputs(
                 )
             )
             continue
-        tol = Tolerance.for_dtype(np.asarray(ref).dtype)
-        if tol is not None:
-            tol = tolerances.get(name) or default or tol
+        # An explicit per-output tolerance applies to any dtype (e.g. +-1 on uint8 pixels);
+        # otherwise integer outputs are compared exactly.
+        tol = tolerances.get(name)
+        if tol is None:
+            dtype_default = Tolerance.for_dtype(np.asarray(ref).dtype)
+            tol = (default or dtype_default) if dtype_default is not None else None
         stats.append(compare_arrays(name, ref, test[name], tol))
     return stats

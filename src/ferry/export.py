@@ -29,7 +29,7 @@ from torch import nn
 from ferry._version import __version__
 from ferry.backends.torch import flatten_outputs
 from ferry.errors import UserError
-from ferry.models import LoadedModel, load_model, named_inputs
+from ferry.models import LoadedModel, load_model, named_inputs, rgb_io_model
 from ferry.specs import InputSpec
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
@@ -256,6 +256,7 @@ def export(
     args: Mapping[str, Any] | None = None,
     weights: str | os.PathLike[str] | None = None,
     config: ExportConfig | None = None,
+    rgb_io: bool = False,
 ) -> ExportResult:
     """Export a PyTorch model to an ONNX file.
 
@@ -267,6 +268,8 @@ def export(
         args: constructor keyword arguments.
         weights: a state dict file to load first.
         config: exporter settings.
+        rgb_io: for a Y-channel super-resolution model, export the whole pipeline instead:
+            uint8 ``H x W x 3`` RGB in, uint8 RGB out (colour conversion, bicubic chroma, merge).
 
     Returns:
         The written file, the exporter that produced it, and why ``auto`` fell back if it did.
@@ -282,6 +285,8 @@ def export(
     if not 7 <= cfg.opset <= 23:
         raise UserError(f"opset {cfg.opset} is out of range; use an opset from 7 to 23 (default {DEFAULT_OPSET})")
     loaded = model if isinstance(model, LoadedModel) else load_model(model, args=args, weights=weights)
+    if rgb_io:
+        loaded = rgb_io_model(loaded)
     specs = named_inputs(loaded, inputs)
     example = example_inputs(specs)
     try:

@@ -15,7 +15,8 @@ import torch
 from ferry.backends import REGISTRY, Session
 from ferry.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, compare_outputs
 from ferry.errors import UserError
-from ferry.models import LoadedModel, load_model, named_inputs
+from ferry.export import read_metadata
+from ferry.models import RGB_IO, LoadedModel, load_model, named_inputs, rgb_io_model
 from ferry.run import load_onnx, stored_specs
 from ferry.specs import InputSpec
 
@@ -279,6 +280,8 @@ def verify(
     path = Path(onnx_path)
     proto = load_onnx(path, load_external_data=False)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, args=args, weights=weights)
+    if (read_metadata(proto).get("task") or {}).get("io") == RGB_IO:
+        loaded = rgb_io_model(loaded)  # the file holds the whole RGB pipeline around the model
     declared = inputs or loaded.inputs or stored_specs(proto)
     if not declared and not data:
         raise UserError(f"no input shapes known for {path}; give --input specs or files")
@@ -293,6 +296,7 @@ def verify(
     output_names = [o.name for o in first.outputs]
     # PyTorch is held to the ONNX file's input contract (names, dtypes, static dims).
     reference = REGISTRY.get("torch").load(loaded.module, inputs=first.inputs, outputs=output_names)
+    tolerances = {n: Tolerance(*t) for n, t in loaded.output_tolerances.items()} | dict(cfg.tolerances)
     defaults = {name: _default_tolerance(cfg, loaded, sub.session.precision) for name, sub in sessions.items()}
     verdicts = {
         name: BackendVerdict(name=name, version=sub.version, settings=dict(sub.session.settings), gating=sub.gating)
@@ -326,7 +330,7 @@ def verify(
             except UserError as exc:
                 verdicts[name].checks.append(Check(name, label, index, [], 0.0, str(exc)))
                 continue
-            stats = compare_outputs(ref, got.outputs, tolerances=cfg.tolerances, default=defaults[name])
+            stats = compare_outputs(ref, got.outputs, tolerances=tolerances, default=defaults[name])
             check = Check(name, label, index, stats, got.seconds)
             verdicts[name].checks.append(check)
             if not check.ok and verdicts[name].gating and name not in failing:

@@ -39,6 +39,10 @@ def export_cmd(
     constant_folding: Annotated[
         bool, typer.Option("--constant-folding/--no-constant-folding", help="Fold constant subgraphs.")
     ] = True,
+    rgb_io: Annotated[
+        bool,
+        typer.Option("--rgb-io", help="Super-resolution: export the whole uint8 RGB-in, RGB-out pipeline."),
+    ] = False,
     json_out: JsonOpt = None,
 ) -> None:
     """Export a PyTorch model to ONNX with named inputs/outputs and dynamic axes."""
@@ -46,7 +50,13 @@ def export_cmd(
     quiet = quiet_human(json_out)
     with status("exporting", quiet):
         result = export(
-            model, output, inputs=specs_from(input), args=parse_kwargs(arg or []), weights=weights, config=cfg
+            model,
+            output,
+            inputs=specs_from(input),
+            args=parse_kwargs(arg or []),
+            weights=weights,
+            config=cfg,
+            rgb_io=rgb_io,
         )
     if not quiet:
         if result.fallback_reason:
