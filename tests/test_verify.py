@@ -173,3 +173,18 @@ def test_bf16_runtime_divergence_is_localized_to_the_first_conv(superres_onnx: P
     div = report.first_divergence
     assert div is not None and div["compared"] == "openvino-default vs onnx reference"
     assert div["op_type"] == "Conv" and div["module"] == "conv1"
+
+
+def test_bisection_finds_the_same_node_as_exposing_everything(
+    tmp_path: Path, superres_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferry import localize
+
+    x = {"input": np.random.default_rng(0).random((1, 1, 16, 16), dtype=np.float32)}
+    tight = Tolerance(1e-7, 1e-9)
+    model = ferry.load_model("zoo:superres").module
+    exposed = localize.locate_divergence(superres_onnx, x, backend="onnxruntime", module=model, tolerance=tight)
+    monkeypatch.setattr(localize, "EXPOSE_ALL_LIMIT", 0)
+    bisected = localize.locate_divergence(superres_onnx, x, backend="onnxruntime", module=model, tolerance=tight)
+    assert exposed is not None and bisected is not None
+    assert (exposed["node"], exposed["compared"]) == (bisected["node"], bisected["compared"])
