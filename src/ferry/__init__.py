@@ -15,6 +15,7 @@ from ferry.check import CheckResult, check
 from ferry.compare import OutputStats, Tolerance, compare_outputs
 from ferry.demo import DemoResult, run_demo
 from ferry.errors import FerryError, InternalError, MissingDependencyError, UserError, VerificationError
+from ferry.evaluate import evaluate_superres as eval_superres
 from ferry.export import ExportConfig, ExportResult, export
 from ferry.inspect import ModelInfo, inspect_model
 from ferry.models import LoadedModel, load_model, load_state_dict
@@ -52,6 +53,7 @@ __all__ = [
     "__version__",
     "check",
     "compare_outputs",
+    "eval_superres",
     "evaluate_superres",
     "export",
     "inspect_model",

@@ -99,6 +99,20 @@ def psnr(reference: np.ndarray, test: np.ndarray, *, border: int = 0, peak: floa
     return 10.0 * float(np.log10(peak**2 / mse))
 
 
+def ssim(reference: np.ndarray, test: np.ndarray, *, border: int = 0, peak: float = 255.0) -> float:
+    """Structural similarity (scikit-image's Gaussian-weighted SSIM) ignoring ``border`` pixels."""
+    from skimage.metrics import structural_similarity
+
+    ref = np.asarray(reference, dtype=np.float64)
+    tst = np.asarray(test, dtype=np.float64)
+    if border:
+        ref = ref[border:-border, border:-border]
+        tst = tst[border:-border, border:-border]
+    return float(
+        structural_similarity(ref, tst, data_range=peak, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    )
+
+
 def side_by_side(images: list[tuple[str, Image.Image]], *, height: int | None = None) -> Image.Image:
     """Place labelled images next to each other at a common height (nearest-neighbour zoom)."""
     from PIL import ImageDraw

@@ -43,12 +43,14 @@ def super_resolve(img: Image.Image, runner: Runner) -> Image.Image:
 
 @dataclass(frozen=True)
 class ImageScore:
-    """PSNR (dB, Y channel, border cropped) of the model and of bicubic on one image."""
+    """PSNR (dB) and SSIM of the model and of bicubic on one image (Y channel, border cropped)."""
 
     name: str
     size: tuple[int, int]
     psnr_model: float
     psnr_bicubic: float
+    ssim_model: float = float("nan")
+    ssim_bicubic: float = float("nan")
 
     @property
     def gain(self) -> float:
@@ -75,6 +77,14 @@ class Evaluation:
     def mean_gain(self) -> float:
         return self.mean_model - self.mean_bicubic
 
+    @property
+    def mean_ssim_model(self) -> float:
+        return float(np.mean([s.ssim_model for s in self.images]))
+
+    @property
+    def mean_ssim_bicubic(self) -> float:
+        return float(np.mean([s.ssim_bicubic for s in self.images]))
+
     def to_dict(self) -> dict[str, object]:
         return {
             "scale": self.scale,
@@ -83,6 +93,8 @@ class Evaluation:
             "mean_psnr_model": self.mean_model,
             "mean_psnr_bicubic": self.mean_bicubic,
             "mean_gain_db": self.mean_gain,
+            "mean_ssim_model": self.mean_ssim_model,
+            "mean_ssim_bicubic": self.mean_ssim_bicubic,
         }
 
 
@@ -99,6 +111,8 @@ def score_image(name: str, hr: Image.Image, runner: Runner, *, scale: int, borde
         size=hr.size,
         psnr_model=imaging.psnr(hr_y, model_y, border=border),
         psnr_bicubic=imaging.psnr(hr_y, bicubic_y, border=border),
+        ssim_model=imaging.ssim(hr_y, model_y, border=border),
+        ssim_bicubic=imaging.ssim(hr_y, bicubic_y, border=border),
     )
 
 

@@ -116,7 +116,7 @@ def tiled(runner: Runner, scale: int, tile: int, overlap: int) -> Runner:
     return run
 
 
-class _Model:
+class YChannelModel:
     """A Y-plane runner and its scale, from a zoo name or an ONNX file."""
 
     def __init__(self, cfg: UpscaleConfig) -> None:
@@ -248,7 +248,7 @@ def upscale(
         raise UserError(f"{out} is a file; give a folder as the output of a folder run")
     if cfg.tile < 0 or cfg.overlap < 0:
         raise UserError("--tile and --overlap must not be negative")
-    model = _Model(cfg)
+    model = YChannelModel(cfg)
     try:
         runner = tiled(model.runner, model.scale, cfg.tile, cfg.overlap)
         result = UpscaleResult(scale=model.scale)

@@ -19,7 +19,7 @@ from ferry.cli.check import check_cmd, inspect_cmd, view_cmd
 from ferry.cli.demo import demo_cmd
 from ferry.cli.export import export_cmd
 from ferry.cli.run import run_cmd, verify_cmd
-from ferry.cli.train import train_cmd, zoo_app
+from ferry.cli.train import eval_cmd, train_cmd, zoo_app
 from ferry.cli.upscale import upscale_cmd
 from ferry.errors import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, FerryError
 
@@ -63,6 +63,7 @@ app.command("run")(run_cmd)
 app.command("verify")(verify_cmd)
 app.command("upscale")(upscale_cmd)
 app.command("train")(train_cmd)
+app.command("eval")(eval_cmd)
 app.add_typer(zoo_app, name="zoo")
 
 

@@ -177,3 +177,55 @@ def zoo_info(
         console.print(
             f"training images: scikit-image {', '.join(data['scikit-image'])}; sporco {', '.join(data['sporco'])}"
         )
+
+
+def eval_cmd(
+    task: Annotated[str, typer.Argument(metavar="TASK", help="What to evaluate: superres.")],
+    folder: Annotated[
+        Path | None,
+        typer.Argument(metavar="[DIR]", help="High-resolution photos (default: chelsea, coffee, monarch)."),
+    ] = None,
+    model: Annotated[str, typer.Option(metavar="MODEL", help="zoo:NAME or an ONNX file exported by ferry.")] = (
+        "zoo:superres"
+    ),
+    backend: Annotated[str, typer.Option(metavar="NAME", help="Runtime to run the model on.")] = "onnxruntime",
+    border: Annotated[int, typer.Option(metavar="N", help="Pixels cropped from each side before measuring.")] = 3,
+    report: Annotated[
+        Path | None, typer.Option("--report", metavar="FILE", help="HTML page with crops.", show_default=False)
+    ] = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """PSNR and SSIM (Y channel) of a super-resolution model against PIL bicubic."""
+    from ferry.evaluate import evaluate_superres
+
+    if task != "superres":
+        raise UserError(f"unknown evaluation task {task!r}; known: superres")
+    ev = evaluate_superres(model, folder, backend=backend, border=border, report=report)
+    emit_json(json_out, ev.to_dict())
+    if quiet_human(json_out):
+        return
+    table = Table(title=f"{model} x{ev.scale} vs PIL bicubic (Y, {ev.border} px border)", title_justify="left")
+    for col in ("image", "size", "PSNR bicubic", "PSNR model", "gain", "SSIM bicubic", "SSIM model"):
+        table.add_column(col, justify="right")
+    for s in ev.images:
+        table.add_row(
+            escape(s.name),
+            f"{s.size[0]}x{s.size[1]}",
+            f"{s.psnr_bicubic:.2f}",
+            f"{s.psnr_model:.2f}",
+            f"{s.gain:+.2f}",
+            f"{s.ssim_bicubic:.4f}",
+            f"{s.ssim_model:.4f}",
+        )
+    table.add_row(
+        "mean",
+        "",
+        f"{ev.mean_bicubic:.2f}",
+        f"{ev.mean_model:.2f}",
+        f"{ev.mean_gain:+.2f}",
+        f"{ev.mean_ssim_bicubic:.4f}",
+        f"{ev.mean_ssim_model:.4f}",
+    )
+    console.print(table)
+    if report is not None:
+        console.print(f"report: {report}")
