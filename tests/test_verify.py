@@ -188,3 +188,9 @@ def test_bisection_finds_the_same_node_as_exposing_everything(
     bisected = localize.locate_divergence(superres_onnx, x, backend="onnxruntime", module=model, tolerance=tight)
     assert exposed is not None and bisected is not None
     assert (exposed["node"], exposed["compared"]) == (bisected["node"], bisected["compared"])
+
+
+def test_report_lists_shapes_readably(tmp_path: Path, superres_onnx: Path) -> None:
+    report = ferry.verify("zoo:superres", superres_onnx, config=VerifyConfig(samples=1))
+    html = write_report(report, tmp_path / "r.html").read_text()
+    assert "input=2x1x320x320" in html and "&amp;#x27;" not in html and "&#x27;input" not in html

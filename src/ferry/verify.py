@@ -413,7 +413,11 @@ def write_report(report: VerifyReport, path: str | os.PathLike[str]) -> Path:
     """Write a self-contained HTML page with the parity table and the shapes checked."""
     from ferry.report import esc, table, write_html
 
-    shapes = table(["#", "input shapes"], [[i + 1, esc(s)] for i, s in enumerate(report.shapes)])
+    shape_rows = [
+        [i + 1, " ".join(f"{name}={'x'.join(map(str, dims))}" for name, dims in s.items())]
+        for i, s in enumerate(report.shapes)
+    ]
+    shapes = table(["#", "input shapes"], shape_rows)
     errors = "".join(
         f'<p class="fail">{esc(name)}: {esc(e)}</p>' for name, b in report.backends.items() for e in b.errors
     )
