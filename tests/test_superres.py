@@ -34,3 +34,20 @@ def test_psnr() -> None:
     b = a.copy()
     b[0, 0] = 255
     assert imaging.psnr(a, b, border=1) == float("inf")
+
+
+def test_shipped_weights_reproduce_the_stored_reference_output(superres_onnx) -> None:
+    """A 32x32 crop of the cat's face and its output, stored when the weights were shipped."""
+    from pathlib import Path
+
+    import torch
+
+    import ferry
+
+    with np.load(Path(__file__).with_name("data") / "superres_x3_reference.npz") as ref:
+        x, expected = ref["input"], ref["output"]
+    with torch.inference_mode():
+        eager = ferry.load_model("zoo:superres").module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(eager, expected, rtol=0, atol=1e-5)
+    onnx_out = ferry.run(superres_onnx, {"input": x}).outputs["output"]
+    np.testing.assert_allclose(onnx_out, expected, rtol=0, atol=1e-5)
