@@ -10,21 +10,16 @@ from typing import Any
 from PIL import Image
 
 from ferry import datasets, imaging
-from ferry.errors import UserError
 from ferry.report import Raw, esc, image_tag, table, write_html
 from ferry.superres import Evaluation, evaluate
-from ferry.upscale import IMAGE_SUFFIXES, UpscaleConfig, YChannelModel
+from ferry.upscale import UpscaleConfig, YChannelModel
 
 
 def _images(folder: str | os.PathLike[str] | None) -> list[tuple[str, Image.Image]]:
     if folder is None:
         return datasets.validation_images()
     root = Path(folder)
-    if not root.is_dir():
-        raise UserError(f"image folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
+    files = imaging.find_images(root)
     return [(str(p.relative_to(root)), imaging.load_image(p)) for p in files]
 
 

@@ -14,6 +14,23 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ferry.errors import UserError
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+
+def find_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Image files under ``folder`` (recursively, sorted).
+
+    Raises:
+        UserError: when the folder is missing or holds no image.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"image folder not found: {root}")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
+    return files
+
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
     """Open an image file as RGB, applying its EXIF orientation.

@@ -21,9 +21,8 @@ from PIL import Image
 from ferry import imaging
 from ferry._io import atomic_path
 from ferry.errors import UserError
+from ferry.imaging import IMAGE_SUFFIXES
 from ferry.superres import Runner, torch_runner
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
 
 @dataclass(frozen=True)
@@ -217,9 +216,8 @@ def _jobs(source: Path, output: Path, scale: int) -> Iterator[tuple[Path, Path]]
             output = output / f"{source.stem}_x{scale}{source.suffix}"
         yield source, output
         return
-    for path in sorted(source.rglob("*")):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            yield path, output / path.relative_to(source)
+    for path in imaging.find_images(source):
+        yield path, output / path.relative_to(source)
 
 
 def upscale(
@@ -253,8 +251,6 @@ def upscale(
         runner = tiled(model.runner, model.scale, cfg.tile, cfg.overlap)
         result = UpscaleResult(scale=model.scale)
         jobs = list(_jobs(src, out, model.scale))
-        if not jobs:
-            raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
         for k, (path, target) in enumerate(jobs):
             if target.exists() and not cfg.overwrite and src.is_dir():
                 item = FileResult(path, target, "skipped")

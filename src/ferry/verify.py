@@ -354,25 +354,17 @@ def verify(
     )
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
-
-
 def image_data(model: LoadedModel, folder: str | os.PathLike[str]) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Samples from a folder of images through the model's declared preprocessing.
 
     Raises:
         UserError: when the model declares no preprocessing or the folder holds no image.
     """
-    from ferry.imaging import load_image
+    from ferry.imaging import find_images, load_image
 
     if model.preprocess is None:
         raise UserError(f"{model.source} declares no image preprocessing; give --input .npy files instead of --images")
-    root = Path(folder)
-    if not root.is_dir():
-        raise UserError(f"image folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
+    files = find_images(folder)
     names = [s.name for s in model.inputs]
     return [(p.name, dict(zip(names, model.preprocess(load_image(p)), strict=True))) for p in files]
 
