@@ -91,3 +91,17 @@ def test_onnx_file_model(tmp_path: Path, superres_onnx: Path) -> None:
     _photo().save(tmp_path / "p.png")
     result = ferry.upscale(tmp_path / "p.png", tmp_path / "o.png", UpscaleConfig(model=str(superres_onnx)))
     assert result and result.files[0].size == (120, 90)
+
+
+def test_decompression_bomb_is_refused_and_other_files_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    _photo(40, 30).save(src / "big.png")
+    _photo(8, 6).save(src / "small.png")
+    # Pillow refuses images over twice MAX_IMAGE_PIXELS: make the 40x30 one a "bomb".
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)
+    result = ferry.upscale(src, tmp_path / "out", UpscaleConfig(backend="torch"))
+    status = {f.source.name: (f.status, f.error) for f in result.files}
+    assert status["small.png"][0] == "done"
+    assert status["big.png"][0] == "failed" and "decompression bomb" in status["big.png"][1]
+    assert not (tmp_path / "out" / "big.png").exists()
