@@ -66,7 +66,7 @@ def test_core_imports_without_optional_packages() -> None:
     """`import ferry` and an export/run work with the optional packages blocked from import."""
     code = (
         "import sys\n"
-        "for mod in ('netron', 'sporco', 'openvino', 'executorch'):\n"
+        "for mod in ('netron', 'sporco', 'openvino', 'executorch', 'av'):\n"
         "    sys.modules[mod] = None\n"
         "import ferry, tempfile, os\n"
         "d = tempfile.mkdtemp()\n"

@@ -24,6 +24,8 @@ from ferry.errors import UserError
 from ferry.imaging import IMAGE_SUFFIXES
 from ferry.superres import Runner, torch_runner
 
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+
 
 @dataclass(frozen=True)
 class UpscaleConfig:
@@ -210,14 +212,77 @@ def _save(img: Image.Image, target: Path, info: dict[str, Any]) -> None:
             raise UserError(f"cannot write {target}: {exc}; use .png, .jpg, .webp or .tif") from exc
 
 
+def upscale_video(
+    source: Path,
+    target: Path,
+    runner: Runner,
+    scale: int,
+    *,
+    on_frame: Callable[[int, int], None] | None = None,
+) -> tuple[int, int]:
+    """Upscale every frame of a video with PyAV (H.264 out), keeping the frame rate and copying
+    the audio packets untouched. Returns the output size; odd sizes are cropped to even (H.264).
+
+    Raises:
+        UserError: for a video that cannot be decoded, or when PyAV is missing.
+    """
+    try:
+        import av
+    except ImportError as exc:
+        from ferry.errors import MissingDependencyError
+
+        raise MissingDependencyError("video needs PyAV: pip install 'ferry[video]'") from exc
+    try:
+        src = av.open(str(source))
+    except (av.FFmpegError, OSError) as exc:
+        raise UserError(f"cannot read video {source}: {exc}") from exc
+    with src:
+        if not src.streams.video:
+            raise UserError(f"{source} has no video stream")
+        vin = src.streams.video[0]
+        ain = src.streams.audio[0] if src.streams.audio else None
+        width, height = (vin.codec_context.width * scale) // 2 * 2, (vin.codec_context.height * scale) // 2 * 2
+        total = vin.frames or 0
+        with atomic_path(target) as tmp:
+            try:
+                with av.open(str(tmp), "w") as out:
+                    vout = out.add_stream("libx264", rate=vin.average_rate or 25)
+                    vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+                    vout.options = {"crf": "18"}
+                    aout = out.add_stream_from_template(ain) if ain is not None else None
+                    streams = [vin] + ([ain] if ain is not None else [])
+                    done = 0
+                    for packet in src.demux(*streams):
+                        if packet.stream is ain and aout is not None:
+                            if packet.dts is not None:
+                                packet.stream = aout
+                                out.mux(packet)
+                            continue
+                        for frame in packet.decode():
+                            if not isinstance(frame, av.VideoFrame):
+                                continue
+                            big = upscale_image(frame.to_image(), runner, scale).crop((0, 0, width, height))
+                            new = av.VideoFrame.from_image(big)
+                            new.pts, new.time_base = frame.pts, frame.time_base
+                            out.mux(vout.encode(new))
+                            done += 1
+                            if on_frame is not None:
+                                on_frame(done, total)
+                    out.mux(vout.encode(None))
+            except av.FFmpegError as exc:
+                raise UserError(f"cannot transcode video {source}: {exc}") from exc
+    return width, height
+
+
 def _jobs(source: Path, output: Path, scale: int) -> Iterator[tuple[Path, Path]]:
     if source.is_file():
         if output.is_dir():
             output = output / f"{source.stem}_x{scale}{source.suffix}"
         yield source, output
         return
-    for path in imaging.find_images(source):
-        yield path, output / path.relative_to(source)
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and path.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
+            yield path, output / path.relative_to(source)
 
 
 def upscale(
@@ -226,8 +291,10 @@ def upscale(
     config: UpscaleConfig | None = None,
     *,
     on_file: Callable[[FileResult, int, int], None] | None = None,
+    on_frame: Callable[[int, int], None] | None = None,
 ) -> UpscaleResult:
-    """Super-resolve an image, or every image of a folder (recursively, mirrored into ``output``).
+    """Super-resolve an image, a video, or every image and video of a folder (recursively,
+    mirrored into ``output``).
 
     A file that cannot be read is reported and skipped; the others go on. Outputs are written
     atomically; existing ones are skipped unless ``config.overwrite``.
@@ -240,8 +307,11 @@ def upscale(
     src, out = Path(source), Path(output)
     if not src.exists():
         raise UserError(f"input not found: {src}")
-    if src.is_file() and src.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UserError(f"unsupported input {src}: give an image ({', '.join(IMAGE_SUFFIXES)}) or a folder")
+    if src.is_file() and src.suffix.lower() not in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
+        raise UserError(
+            f"unsupported input {src}: give an image ({', '.join(IMAGE_SUFFIXES)}),"
+            f" a video ({', '.join(VIDEO_SUFFIXES)}) or a folder"
+        )
     if src.is_dir() and out.is_file():
         raise UserError(f"{out} is a file; give a folder as the output of a folder run")
     if cfg.tile < 0 or cfg.overlap < 0:
@@ -251,16 +321,22 @@ def upscale(
         runner = tiled(model.runner, model.scale, cfg.tile, cfg.overlap)
         result = UpscaleResult(scale=model.scale)
         jobs = list(_jobs(src, out, model.scale))
+        if not jobs:
+            raise UserError(f"no images or videos in {src}")
         for k, (path, target) in enumerate(jobs):
             if target.exists() and not cfg.overwrite and src.is_dir():
                 item = FileResult(path, target, "skipped")
             else:
                 start = time.perf_counter()
                 try:
-                    img, info = _open(path)
-                    big = upscale_image(img, runner, model.scale)
-                    _save(big, target, info)
-                    item = FileResult(path, target, "done", time.perf_counter() - start, big.size)
+                    if path.suffix.lower() in VIDEO_SUFFIXES:
+                        size = upscale_video(path, target, runner, model.scale, on_frame=on_frame)
+                    else:
+                        img, info = _open(path)
+                        big = upscale_image(img, runner, model.scale)
+                        _save(big, target, info)
+                        size = big.size
+                    item = FileResult(path, target, "done", time.perf_counter() - start, size)
                 except UserError as exc:
                     item = FileResult(path, target, "failed", time.perf_counter() - start, error=str(exc))
             result.files.append(item)

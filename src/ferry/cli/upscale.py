@@ -15,7 +15,10 @@ from ferry.upscale import FileResult, UpscaleConfig, upscale
 
 
 def upscale_cmd(
-    source: Annotated[Path, typer.Argument(metavar="INPUT", help="An image, or a folder of images (recursive).")],
+    source: Annotated[
+        Path,
+        typer.Argument(metavar="INPUT", help="An image, a video (.mp4 .mov .mkv .avi .webm), or a folder (recursive)."),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="PATH", help="Output image, or folder.")],
     model: Annotated[str, typer.Option(metavar="MODEL", help="zoo:NAME or an ONNX file exported by ferry.")] = (
         "zoo:superres"
@@ -29,7 +32,7 @@ def upscale_cmd(
     threads: Annotated[int, typer.Option(metavar="N", help="Runtime threads (0: default).")] = 0,
     json_out: JsonOpt = None,
 ) -> None:
-    """Super-resolve an image or a folder of images (x3 with zoo:superres). Exit 1 if a file failed."""
+    """Super-resolve an image, a video or a folder (x3 with zoo:superres). Exit 1 if a file failed."""
     cfg = UpscaleConfig(model=model, backend=backend, tile=tile, overlap=overlap, overwrite=overwrite, threads=threads)
     quiet = quiet_human(json_out)
     progress = Progress(
@@ -43,13 +46,18 @@ def upscale_cmd(
     )
     with progress:
         bar = progress.add_task("files", total=None, name="")
+        frames = progress.add_task("frames", total=None, name="frames", visible=False)
+
+        def on_frame(done: int, total: int) -> None:
+            progress.update(frames, completed=done, total=total or None, visible=True)
 
         def on_file(item: FileResult, done: int, total: int) -> None:
             progress.update(bar, completed=done, total=total, name=item.source.name)
+            progress.update(frames, visible=False)
             if item.status == "failed":
                 progress.console.print(f"[red]failed[/red] {escape(item.error)}")
 
-        result = upscale(source, output, cfg, on_file=on_file)
+        result = upscale(source, output, cfg, on_file=on_file, on_frame=on_frame)
     emit_json(json_out, result.to_dict())
     if not quiet:
         counts = {s: sum(f.status == s for f in result.files) for s in ("done", "skipped", "failed")}
