@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,23 +114,38 @@ def _node_report(node: onnx.NodeProto, ref: np.ndarray, got: np.ndarray, compare
     }
 
 
-def _first_runtime_divergence(
-    proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], backend: str, tol: Tolerance
-) -> dict[str, Any] | None:
+@dataclass
+class _Graph:
+    """A model with its typed float intermediates and their values per the ONNX reference."""
+
+    proto: onnx.ModelProto
+    typed: dict[str, onnx.ValueInfoProto]
+    nodes: list[onnx.NodeProto]
+    truth: dict[str, np.ndarray]
+
+
+def _prepare(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> _Graph:
+    """Infer types and run the reference evaluator once; both comparisons read from this."""
     from onnx.reference import ReferenceEvaluator
 
     typed = _typed_values(proto)
     nodes = _candidates(proto, typed)
-    if not nodes:
-        return None
     names = [n.output[0] for n in nodes]
-    truth = dict(zip(names, ReferenceEvaluator(proto).run(names, dict(feeds)), strict=True))
-    if backend == "reference":
+    values = ReferenceEvaluator(proto).run(names, dict(feeds)) if names else []
+    return _Graph(proto, typed, nodes, {n: np.asarray(v) for n, v in zip(names, values, strict=True)})
+
+
+def _first_runtime_divergence(
+    graph: _Graph, feeds: Mapping[str, np.ndarray], backend: str, tol: Tolerance
+) -> dict[str, Any] | None:
+    if backend == "reference" or not graph.nodes:
         return None
+    proto, typed, nodes, truth = graph.proto, graph.typed, graph.nodes, graph.truth
+    names = [n.output[0] for n in nodes]
 
     def check(indices: list[int]) -> list[bool]:
         got = _run_backend(backend, _exposed(proto, [names[i] for i in indices], typed), feeds)
-        return [_diverges(np.asarray(truth[names[i]]), got[names[i]], tol) for i in indices]
+        return [_diverges(truth[names[i]], got[names[i]], tol) for i in indices]
 
     if len(nodes) <= EXPOSE_ALL_LIMIT:
         flags = check(list(range(len(nodes))))
@@ -139,7 +155,7 @@ def _first_runtime_divergence(
     if first is None:
         return None
     got = _run_backend(backend, _exposed(proto, [names[first]], typed), feeds)[names[first]]
-    return _node_report(nodes[first], np.asarray(truth[names[first]]), got, f"{backend} vs onnx reference")
+    return _node_report(nodes[first], truth[names[first]], got, f"{backend} vs onnx reference")
 
 
 def _bisect(count: int, bad: Callable[[int], bool]) -> int | None:
@@ -157,13 +173,10 @@ def _bisect(count: int, bad: Callable[[int], bool]) -> int | None:
 
 
 def _first_export_divergence(
-    proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], module: torch.nn.Module, tol: Tolerance
+    graph: _Graph, feeds: Mapping[str, np.ndarray], module: torch.nn.Module, tol: Tolerance
 ) -> dict[str, Any] | None:
     """Compare each PyTorch module's output with the ONNX tensor that ends its scope."""
-    from onnx.reference import ReferenceEvaluator
-
-    typed = _typed_values(proto)
-    nodes = _candidates(proto, typed)
+    nodes = graph.nodes
     names = dict(module.named_modules())
     # Segments: maximal runs of consecutive nodes in one module's scope; each ends one call.
     ends: dict[str, list[onnx.NodeProto]] = {}
@@ -191,8 +204,6 @@ def _first_export_divergence(
     finally:
         for h in hooks:
             h.remove()
-    wanted = sorted({n.output[0] for segs in ends.values() for n in segs})
-    values = dict(zip(wanted, ReferenceEvaluator(proto).run(wanted, dict(feeds)), strict=True))
     seen: dict[str, int] = {}
     for name, tensor in calls:
         k = seen.get(name, 0)
@@ -201,7 +212,7 @@ def _first_export_divergence(
         if k >= len(segs):
             continue
         node = segs[k]
-        onnx_value = np.asarray(values[node.output[0]])
+        onnx_value = graph.truth[node.output[0]]
         ref = tensor.numpy()
         if ref.shape != onnx_value.shape:
             continue
@@ -237,9 +248,10 @@ def locate_divergence(
     proto = onnx.load(os.fspath(path))
     order = {node.output[0]: i for i, node in enumerate(proto.graph.node) if node.output}
     try:
-        found = [_first_runtime_divergence(proto, feeds, backend, tolerance)]
+        graph = _prepare(proto, feeds)
+        found = [_first_runtime_divergence(graph, feeds, backend, tolerance)]
         if module is not None:
-            found.append(_first_export_divergence(proto, feeds, module, tolerance))
+            found.append(_first_export_divergence(graph, feeds, module, tolerance))
     except Exception as exc:  # localization is best effort: never hide the verdict behind it
         return {"compared": "none", "error": f"{type(exc).__name__}: {exc}"[:300]}
     hits = sorted((f for f in found if f), key=lambda f: order.get(f["output"], len(order)))

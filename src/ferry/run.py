@@ -86,6 +86,13 @@ def graph_specs(proto: onnx.ModelProto) -> tuple[InputSpec, ...]:
     return tuple(specs)
 
 
+def input_names(path: str | os.PathLike[str]) -> list[str]:
+    """The graph's input names (initializers excluded), read from the file without a runtime."""
+    from ferry.backends.reference import graph_io
+
+    return [i.name for i in graph_io(load_onnx(path, load_external_data=False))[0]]
+
+
 def read_arrays(paths: Sequence[str], names: Sequence[str]) -> dict[str, np.ndarray]:
     """Read inputs from ``.npy`` files (in input order, or ``name=file.npy``) and ``.npz`` archives."""
     feeds: dict[str, np.ndarray] = {}

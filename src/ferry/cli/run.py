@@ -14,7 +14,7 @@ from ferry.cli._common import ArgOpt, JsonOpt, WeightsOpt, console, emit_json, q
 from ferry.compare import parse_tolerance
 from ferry.errors import VerificationError
 from ferry.models import load_model
-from ferry.run import is_array_file, open_session, read_arrays, run, save_outputs
+from ferry.run import input_names, is_array_file, read_arrays, run, save_outputs
 from ferry.specs import parse_input_specs, parse_kwargs
 from ferry.verify import PARITY_HEADERS, VerifyConfig, image_data, parity_rows, verify, write_report
 
@@ -44,7 +44,7 @@ def run_cmd(
     specs = [t for t in texts if not is_array_file(t)]
     feeds = None
     if files:
-        names = [i.name for i in open_session(file, backend).inputs]
+        names = input_names(file)
         feeds = read_arrays(files, names)
     result = run(file, feeds, specs=parse_input_specs(specs) if specs else None, backend=backend, seed=seed)
     if output is not None:
@@ -125,7 +125,7 @@ def verify_cmd(
     data: list[tuple[str, dict[str, np.ndarray]]] = []
     files = [t for t in texts if is_array_file(t)]
     if files:
-        names = [i.name for i in open_session(file).inputs]
+        names = input_names(file)
         data.append((", ".join(files), read_arrays(files, names)))
     if images is not None:
         data += image_data(loaded, images)
