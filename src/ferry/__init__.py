@@ -11,6 +11,7 @@ The public API; every CLI command is a thin layer over one of these functions::
 from __future__ import annotations
 
 from ferry._version import __version__
+from ferry.bench import BenchConfig, BenchReport, bench
 from ferry.check import CheckResult, check
 from ferry.compare import OutputStats, Tolerance, compare_outputs
 from ferry.demo import DemoResult, run_demo
@@ -29,6 +30,8 @@ from ferry.verify import VerifyConfig, VerifyReport, verify
 from ferry.view import view
 
 __all__ = [
+    "BenchConfig",
+    "BenchReport",
     "CheckResult",
     "DemoResult",
     "ExportConfig",
@@ -51,6 +54,7 @@ __all__ = [
     "VerifyConfig",
     "VerifyReport",
     "__version__",
+    "bench",
     "check",
     "compare_outputs",
     "eval_superres",

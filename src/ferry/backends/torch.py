@@ -38,18 +38,28 @@ def flatten_outputs(value: Any, prefix: str = "output") -> list[tuple[str, torch
 class TorchSession(Session):
     backend = "torch"
 
-    def __init__(self, module: nn.Module, inputs: Sequence[TensorInfo], output_names: Sequence[str]) -> None:
+    def __init__(
+        self, module: nn.Module, inputs: Sequence[TensorInfo], output_names: Sequence[str], threads: int = 0
+    ) -> None:
         super().__init__()
         self.module = module.eval()
         self.inputs = tuple(inputs)
         self.output_names = list(output_names)
         self.outputs = tuple(TensorInfo(n, "", ()) for n in output_names)
-        self.settings = {"mode": "eager", "threads": torch.get_num_threads()}
+        self.threads = threads
+        self.settings = {"mode": "eager", "threads": threads or torch.get_num_threads()}
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [torch.from_numpy(np.ascontiguousarray(feeds[i.name])) for i in self.inputs]
-        with torch.inference_mode():
-            result = self.module(*args)
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)  # torch's thread count is process-wide: set and restore
+        try:
+            with torch.inference_mode():
+                result = self.module(*args)
+        finally:
+            if self.threads:
+                torch.set_num_threads(before)
         flat = flatten_outputs(result)
         if self.output_names and len(flat) != len(self.output_names):
             raise UserError(
@@ -70,4 +80,6 @@ class TorchBackend(Backend):
     def load(self, artifact: Any, **options: Any) -> TorchSession:
         if not isinstance(artifact, nn.Module):
             raise UserError("the torch backend runs a PyTorch model, not a file")
-        return TorchSession(artifact, options.get("inputs", ()), options.get("outputs", ()))
+        return TorchSession(
+            artifact, options.get("inputs", ()), options.get("outputs", ()), threads=int(options.get("threads", 0))
+        )

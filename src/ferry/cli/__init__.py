@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from ferry._version import __version__
 from ferry.cli._common import err_console
+from ferry.cli.bench import bench_cmd
 from ferry.cli.check import check_cmd, inspect_cmd, view_cmd
 from ferry.cli.demo import demo_cmd
 from ferry.cli.export import export_cmd
@@ -62,6 +63,7 @@ app.command("view")(view_cmd)
 app.command("run")(run_cmd)
 app.command("verify")(verify_cmd)
 app.command("upscale")(upscale_cmd)
+app.command("bench")(bench_cmd)
 app.command("train")(train_cmd)
 app.command("eval")(eval_cmd)
 app.add_typer(zoo_app, name="zoo")
