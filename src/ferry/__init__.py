@@ -20,6 +20,7 @@ from ferry.evaluate import evaluate_superres as eval_superres
 from ferry.export import ExportConfig, ExportResult, export
 from ferry.inspect import ModelInfo, inspect_model
 from ferry.models import LoadedModel, load_model, load_state_dict
+from ferry.optimize import OptimizeConfig, OptimizeResult, optimize
 from ferry.run import RunResult, run
 from ferry.specs import InputSpec, parse_input_spec
 from ferry.superres import evaluate as evaluate_superres
@@ -42,6 +43,8 @@ __all__ = [
     "LoadedModel",
     "MissingDependencyError",
     "ModelInfo",
+    "OptimizeConfig",
+    "OptimizeResult",
     "OutputStats",
     "RunResult",
     "Tolerance",
@@ -63,6 +66,7 @@ __all__ = [
     "inspect_model",
     "load_model",
     "load_state_dict",
+    "optimize",
     "parse_input_spec",
     "run",
     "run_demo",

@@ -22,6 +22,7 @@ from PIL import Image
 from torch import nn
 
 from ferry.errors import UserError
+from ferry.preprocessing import rgb_uint8
 from ferry.specs import InputSpec
 
 
@@ -84,7 +85,9 @@ def rgb_io_model(model: LoadedModel) -> LoadedModel:
             "io": RGB_IO,
             "input_layout": "H x W x 3 uint8 RGB",
             "output_layout": f"{scale}H x {scale}W x 3 uint8 RGB",
+            "preprocess": "rgb-uint8",
         },
+        preprocess=rgb_uint8,
         weights=model.weights,
         # The graph rounds Y, Cb and Cr to 8 bits before merging: a runtime whose float result
         # lands on the other side of .5 moves Y by 1 and blue by up to 2 (1.772 x Cb).

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import numpy as np
-from PIL import Image
 from torch import nn
 
 from ferry.errors import InternalError, UserError
+from ferry.preprocessing import Preprocess, for_task
 from ferry.specs import InputSpec, parse_input_spec
 
 
@@ -34,8 +33,8 @@ class ZooModel:
             or ``None`` when the model has random weights.
         weights_note: where the weights come from, in plain words.
         tolerance: default (rtol, atol) for float32 parity.
-        task: task metadata (kind, scale factor, colour space, ...).
-        preprocess: turns an RGB image into the model's input arrays (``verify --images``).
+        task: task metadata (kind, scale factor, colour space, and ``preprocess``: the name of
+            the :mod:`ferry.preprocessing` that turns a photo into the model's inputs).
     """
 
     name: str
@@ -47,7 +46,11 @@ class ZooModel:
     weights_note: str
     tolerance: tuple[float, float] = (1e-4, 1e-5)
     task: dict[str, Any] = field(default_factory=dict)
-    preprocess: Callable[[Image.Image], list[np.ndarray]] | None = None
+
+    @property
+    def preprocess(self) -> Preprocess | None:
+        """Turns an RGB image into the model's input arrays (``verify --images``)."""
+        return for_task(self.task)
 
     @property
     def trained(self) -> bool:
@@ -119,7 +122,6 @@ def _build_registry() -> Registry:
             # reorder convolution sums (OpenVINO) reach a few 1e-5 on out-of-range random inputs.
             tolerance=(1e-4, 1e-4),
             task=superres.TASK,
-            preprocess=superres.preprocess,
         )
     )
     reg.register(
@@ -132,8 +134,7 @@ def _build_registry() -> Registry:
             weights=None,
             weights_note="architecture only, not trained here",
             tolerance=(1e-3, 1e-4),
-            task={"kind": "super-resolution", "scale": 4, "colour": "RGB in [0, 1]"},
-            preprocess=srresnet.preprocess,
+            task={"kind": "super-resolution", "scale": 4, "colour": "RGB in [0, 1]", "preprocess": "rgb"},
         )
     )
     reg.register(
@@ -146,8 +147,12 @@ def _build_registry() -> Registry:
             weights=None,
             weights_note="architecture only: ImageNet weights cannot be fetched here",
             tolerance=(1e-3, 1e-4),
-            task={"kind": "classification", "classes": 1000, "colour": "RGB, ImageNet-normalised"},
-            preprocess=alexnet.preprocess,
+            task={
+                "kind": "classification",
+                "classes": 1000,
+                "colour": "RGB, ImageNet-normalised",
+                "preprocess": "imagenet",
+            },
         )
     )
     return reg

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
-
-_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-_STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-def preprocess(img: Image.Image) -> list[np.ndarray]:
-    """Resize to 224x224 (bilinear), scale to [0, 1] and normalise with ImageNet statistics."""
-    rgb = np.asarray(img.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR), np.float32) / 255.0
-    return [np.ascontiguousarray(((rgb - _MEAN) / _STD).transpose(2, 0, 1))[None]]
 
 
 class AlexNet(nn.Module):

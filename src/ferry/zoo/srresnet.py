@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
-
-
-def preprocess(img: Image.Image) -> list[np.ndarray]:
-    """RGB as float32 (1, 3, H, W) in [0, 1]."""
-    rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    return [np.ascontiguousarray(rgb.transpose(2, 0, 1))[None]]
 
 
 class _ResidualBlock(nn.Module):

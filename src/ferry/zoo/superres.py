@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.nn import init
 
@@ -19,13 +17,8 @@ TASK: dict[str, Any] = {
     "colour": "Y of full-range BT.601 YCbCr (PIL), float32 in [0, 1]; Cb/Cr upscaled bicubically",
     "input_layout": "N x 1 x H x W",
     "output_layout": "N x 1 x 3H x 3W",
+    "preprocess": "y",
 }
-
-
-def preprocess(img: Image.Image) -> list[np.ndarray]:
-    """The Y channel of an RGB image as float32 (1, 1, H, W) in [0, 1], as the tutorial's ToTensor."""
-    y = img.convert("RGB").convert("YCbCr").split()[0]
-    return [(np.asarray(y, dtype=np.float32) / 255.0)[None, None]]
 
 
 class SuperResolutionNet(nn.Module):
