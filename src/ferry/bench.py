@@ -375,6 +375,34 @@ def bench(
         )
 
 
+def interleave(
+    runs: Mapping[str, Callable[[], float]], *, seconds: float, min_runs: int = 5, max_runs: int = 1000
+) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Call each function once per round, in an order rotating from round to round, until
+    ``seconds`` have passed and every one ran ``min_runs`` times (or ``max_runs``).
+
+    Each function runs the model once and returns its own timing in seconds. A function that
+    raises :class:`UserError` leaves the rotation; its message is returned.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    errors: dict[str, str] = {}
+    order = list(runs)
+    start = time.perf_counter()
+    rounds = 0
+    while order and rounds < max_runs:
+        if rounds >= min_runs and time.perf_counter() - start >= seconds:
+            break
+        shift = rounds % len(order)
+        for name in order[shift:] + order[:shift]:
+            try:
+                times[name].append(runs[name]())
+            except UserError as exc:
+                errors[name] = str(exc)
+        order = [n for n in order if n not in errors]
+        rounds += 1
+    return times, errors
+
+
 def _bench_one(
     cfg: BenchConfig,
     backends: Sequence[Any],
@@ -413,21 +441,18 @@ def _bench_one(
         if memory.added is not None:
             row.peak_memory_bytes = memory.added + (_module_bytes(loaded) if b.artifact == "torch" and loaded else 0)
         sessions[b.name] = session
-    order = list(sessions)
-    start = time.perf_counter()
-    rounds = 0
-    while order and rounds < cfg.max_runs:
-        if rounds >= cfg.min_runs and time.perf_counter() - start >= cfg.seconds:
-            break
-        shift = rounds % len(order)
-        for name in order[shift:] + order[:shift]:
-            row = rows[name]
-            try:
-                row.latencies.append(sessions[name].run(feeds).seconds)
-            except UserError as exc:
-                row.error = str(exc)
-        order = [n for n in order if not rows[n].error]
-        rounds += 1
+    def timed(session: Session) -> Callable[[], float]:
+        return lambda: session.run(feeds).seconds
+
+    timings, errors = interleave(
+        {name: timed(session) for name, session in sessions.items()},
+        seconds=cfg.seconds,
+        min_runs=cfg.min_runs,
+        max_runs=cfg.max_runs,
+    )
+    for name, times in timings.items():
+        rows[name].latencies = times
+        rows[name].error = errors.get(name, "")
     for row in rows.values():
         row.runs = len(row.latencies)
     sessions.clear()

@@ -341,19 +341,20 @@ def _to_fp16(proto: onnx.ModelProto, cfg: OptimizeConfig) -> tuple[onnx.ModelPro
 
 def _latency_ratio(original: Any, optimized: Any, feeds: Mapping[str, np.ndarray], budget: float = 1.0) -> float:
     """Median latency of the original over the optimized model, interleaved on ONNX Runtime."""
-    times: dict[int, list[float]] = {0: [], 1: []}
-    sessions = (original, optimized)
-    for s in sessions:
-        s.run(None, dict(feeds))
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < 5 or (time.perf_counter() - start < budget and rounds < 200):
-        for k in (rounds % 2, 1 - rounds % 2):
-            t = time.perf_counter()
-            sessions[k].run(None, dict(feeds))
-            times[k].append(time.perf_counter() - t)
-        rounds += 1
-    return float(np.median(times[0]) / np.median(times[1]))
+    from ferry.bench import interleave
+
+    def timed(sess: Any) -> Callable[[], float]:
+        def run() -> float:
+            start = time.perf_counter()
+            sess.run(None, dict(feeds))
+            return time.perf_counter() - start
+
+        return run
+
+    for sess in (original, optimized):
+        sess.run(None, dict(feeds))  # warm-up
+    times, _ = interleave({"original": timed(original), "optimized": timed(optimized)}, seconds=budget)
+    return float(np.median(times["original"]) / np.median(times["optimized"]))
 
 
 def _psnr_gate(proto: onnx.ModelProto, original: Any, optimized: Any, cfg: OptimizeConfig) -> Gate:
