@@ -46,3 +46,9 @@ def superres_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("superres") / "superres.onnx"
     ferry.export("zoo:superres", path)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ferry_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A cache of exported models and runtime choices private to this test session."""
+    os.environ["FERRY_CACHE_DIR"] = str(tmp_path_factory.mktemp("ferry-cache"))

@@ -441,6 +441,7 @@ def _bench_one(
         if memory.added is not None:
             row.peak_memory_bytes = memory.added + (_module_bytes(loaded) if b.artifact == "torch" and loaded else 0)
         sessions[b.name] = session
+
     def timed(session: Session) -> Callable[[], float]:
         return lambda: session.run(feeds).seconds
 

@@ -44,13 +44,10 @@ def evaluate_superres(
         report: write an HTML page with the table and crops side by side.
     """
     images = _images(folder)
-    loaded = YChannelModel(UpscaleConfig(model=model, backend=backend))
-    try:
-        ev = evaluate(loaded.runner, images, scale=loaded.scale, border=border)
-        if report is not None:
-            _write_report(ev, images, loaded.runner, loaded.scale, model, report)
-    finally:
-        loaded.close()
+    loaded = YChannelModel(UpscaleConfig(model=model, backend=backend, precision="fp32"))
+    ev = evaluate(loaded.runner, images, scale=loaded.scale, border=border)
+    if report is not None:
+        _write_report(ev, images, loaded.runner, loaded.scale, model, report)
     return ev
 
 

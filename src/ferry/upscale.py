@@ -8,9 +8,10 @@ rounding while the tensors stay a fixed size.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,19 +34,28 @@ class UpscaleConfig:
 
     Attributes:
         model: ``zoo:NAME`` or an exported ``.onnx`` file (Y channel in, Y channel out).
-        backend: ``onnxruntime`` or ``torch`` (eager; zoo models only).
+        backend: ``auto`` (the fastest runtime and precision that keeps the quality on this
+            machine, measured once and cached: :func:`ferry.tune.choose_runtime`), an ONNX
+            backend name, or ``torch`` (eager; zoo models only).
+        precision: ``auto``, ``fp32`` or ``int8`` (a cached, gated int8 copy of the model).
         tile: tile side in input pixels (0: the whole image at once).
         overlap: context pixels around each tile; at least the receptive-field radius.
         overwrite: redo outputs that already exist in a folder run.
         threads: runtime threads (0: the runtime's default).
+        writers: threads that finish and encode images while the next ones are decoded and
+            upscaled (0: one per usable core).
+        retune: measure the ``auto`` choice again instead of reading the cache.
     """
 
     model: str = "zoo:superres"
-    backend: str = "onnxruntime"
+    backend: str = "auto"
+    precision: str = "auto"
     tile: int = 0
     overlap: int = 8
     overwrite: bool = False
     threads: int = 0
+    writers: int = 0
+    retune: bool = False
 
 
 @dataclass
@@ -66,6 +76,8 @@ class UpscaleResult:
 
     scale: int
     files: list[FileResult] = field(default_factory=list)
+    runtime: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
 
     @property
     def failed(self) -> list[FileResult]:
@@ -78,6 +90,8 @@ class UpscaleResult:
         return {
             "ok": bool(self),
             "scale": self.scale,
+            "runtime": self.runtime,
+            "seconds": self.seconds,
             "files": [
                 {
                     "source": str(f.source),
@@ -118,26 +132,31 @@ def tiled(runner: Runner, scale: int, tile: int, overlap: int) -> Runner:
 
 
 class YChannelModel:
-    """A Y-plane runner and its scale, from a zoo name or an ONNX file."""
+    """A Y-plane runner and its scale, from a zoo name or an ONNX file, on the runtime asked for
+    (or the fastest verified one)."""
 
-    def __init__(self, cfg: UpscaleConfig) -> None:
+    def __init__(self, cfg: UpscaleConfig, on_status: Callable[[str], None] | None = None) -> None:
         from ferry.models import load_model
         from ferry.run import load_onnx, open_session
+        from ferry.tune import PRECISIONS, choose_runtime, int8_copy
 
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if cfg.precision not in PRECISIONS:
+            raise UserError(f"unknown --precision {cfg.precision!r}; known: {', '.join(PRECISIONS)}")
+        self.runtime: dict[str, Any] = {}
         if cfg.model.startswith("zoo:"):
             loaded = load_model(cfg.model)
             if loaded.task.get("kind") != "super-resolution" or loaded.inputs[0].shape[1] != 1:
                 raise UserError(f"{cfg.model} is not a Y-channel super-resolution model; use zoo:superres")
             self.scale = int(loaded.task["scale"])
             if cfg.backend == "torch":
+                if cfg.precision == "int8":
+                    raise UserError("--precision int8 runs on an ONNX backend, not on torch")
                 self.runner = torch_runner(loaded.module)
+                self.runtime = {"backend": "torch", "precision": "fp32"}
                 return
-            from ferry.export import export
+            from ferry.cache import cached_export
 
-            self._tmp = tempfile.TemporaryDirectory(prefix="ferry-upscale-")
-            path = Path(self._tmp.name) / "model.onnx"
-            export(loaded, path)
+            path = cached_export(loaded)
         else:
             path = Path(cfg.model)
             if cfg.backend == "torch":
@@ -148,7 +167,23 @@ class YChannelModel:
             if task.get("kind") != "super-resolution":
                 raise UserError(f"{path} was not exported by ferry from a super-resolution model")
             self.scale = int(task["scale"])
-        session = open_session(path, cfg.backend, **({"threads": cfg.threads} if cfg.threads else {}))
+        backend = cfg.backend
+        if backend == "auto":
+            choice = choose_runtime(
+                path, threads=cfg.threads, precision=cfg.precision, retune=cfg.retune, on_status=on_status
+            )
+            backend, path = choice.backend, choice.file
+            self.runtime = {
+                "backend": choice.backend,
+                "precision": choice.precision,
+                "speedup_vs_fp32_onnxruntime": choice.speedup_vs_fp32_onnxruntime,
+                "cached": choice.cached,
+            }
+        else:
+            if cfg.precision == "int8":
+                path = int8_copy(path)
+            self.runtime = {"backend": backend, "precision": cfg.precision if cfg.precision != "auto" else "fp32"}
+        session = open_session(path, backend, **({"threads": cfg.threads} if cfg.threads else {}))
         name = session.inputs[0].name
 
         def run(y: np.ndarray) -> np.ndarray:
@@ -156,9 +191,38 @@ class YChannelModel:
 
         self.runner = run
 
-    def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
+
+@dataclass
+class _Planes:
+    """An image taken apart for the network: Y as an array, the rest kept for the merge."""
+
+    mode: str
+    y: np.ndarray
+    cb: Image.Image | None = None
+    cr: Image.Image | None = None
+    alpha: Image.Image | None = None
+
+
+def _split(img: Image.Image) -> _Planes:
+    if img.mode in ("L", "LA"):
+        alpha = img.getchannel("A") if img.mode == "LA" else None
+        return _Planes(img.mode, imaging.y_to_array(img.getchannel("L")), alpha=alpha)
+    alpha = img.getchannel("A") if "A" in img.getbands() else None
+    yy, cb, cr = imaging.split_ycbcr(img.convert("RGB"))
+    return _Planes(img.mode, imaging.y_to_array(yy), cb, cr, alpha)
+
+
+def _merge(planes: _Planes, y_big: np.ndarray) -> Image.Image:
+    y = imaging.array_to_y(y_big)
+    if planes.cb is None or planes.cr is None:
+        out = y
+        if planes.alpha is not None:
+            out = Image.merge("LA", [y, planes.alpha.resize(y.size, Image.Resampling.BICUBIC)])
+        return out
+    out = imaging.merge_ycbcr(y, planes.cb, planes.cr)
+    if planes.alpha is not None:
+        out.putalpha(planes.alpha.resize(out.size, Image.Resampling.BICUBIC))
+    return out
 
 
 def upscale_image(img: Image.Image, runner: Runner, scale: int) -> Image.Image:
@@ -166,18 +230,8 @@ def upscale_image(img: Image.Image, runner: Runner, scale: int) -> Image.Image:
 
     Grayscale stays grayscale; RGBA keeps its alpha channel, upscaled bicubically.
     """
-    if img.mode in ("L", "LA"):
-        y = imaging.array_to_y(runner(imaging.y_to_array(img.getchannel("L"))))
-        if img.mode == "LA":
-            la_alpha = img.getchannel("A").resize(y.size, Image.Resampling.BICUBIC)
-            return Image.merge("LA", [y, la_alpha])
-        return y
-    alpha = img.getchannel("A") if "A" in img.getbands() else None
-    yy, cb, cr = imaging.split_ycbcr(img.convert("RGB"))
-    out = imaging.merge_ycbcr(imaging.array_to_y(runner(imaging.y_to_array(yy))), cb, cr)
-    if alpha is not None:
-        out.putalpha(alpha.resize(out.size, Image.Resampling.BICUBIC))
-    return out
+    planes = _split(img)
+    return _merge(planes, runner(planes.y))
 
 
 def _open(path: Path) -> tuple[Image.Image, dict[str, Any]]:
@@ -243,31 +297,49 @@ def upscale_video(
         ain = src.streams.audio[0] if src.streams.audio else None
         width, height = (vin.codec_context.width * scale) // 2 * 2, (vin.codec_context.height * scale) // 2 * 2
         total = vin.frames or 0
+        vin.thread_type = "AUTO"  # frame-threaded decoding
         with atomic_path(target) as tmp:
             try:
-                with av.open(str(tmp), "w") as out:
+                with av.open(str(tmp), "w") as out, ThreadPoolExecutor(1, "ferry-encode") as encoder:
                     vout = out.add_stream("libx264", rate=vin.average_rate or 25)
                     vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
                     vout.options = {"crf": "18"}
                     aout = out.add_stream_from_template(ain) if ain is not None else None
                     streams = [vin] + ([ain] if ain is not None else [])
+                    # One encoder thread merges colour, encodes and muxes in order (audio too, so
+                    # that the container is only touched from one thread) while the next frame
+                    # is decoded and upscaled.
+                    inflight: deque[Future[None]] = deque()
+
+                    def encode(planes: _Planes, y_big: np.ndarray, pts: int | None, time_base: Any) -> None:
+                        big = _merge(planes, y_big).crop((0, 0, width, height))
+                        new = av.VideoFrame.from_image(big)
+                        new.pts, new.time_base = pts, time_base
+                        out.mux(vout.encode(new))
+
+                    def mux_audio(packet: Any) -> None:
+                        packet.stream = aout
+                        out.mux(packet)
+
                     done = 0
                     for packet in src.demux(*streams):
                         if packet.stream is ain and aout is not None:
                             if packet.dts is not None:
-                                packet.stream = aout
-                                out.mux(packet)
+                                inflight.append(encoder.submit(mux_audio, packet))
                             continue
                         for frame in packet.decode():
                             if not isinstance(frame, av.VideoFrame):
                                 continue
-                            big = upscale_image(frame.to_image(), runner, scale).crop((0, 0, width, height))
-                            new = av.VideoFrame.from_image(big)
-                            new.pts, new.time_base = frame.pts, frame.time_base
-                            out.mux(vout.encode(new))
+                            planes = _split(frame.to_image())
+                            y_big = runner(planes.y)
+                            inflight.append(encoder.submit(encode, planes, y_big, frame.pts, frame.time_base))
+                            while len(inflight) > 2:
+                                inflight.popleft().result()
                             done += 1
                             if on_frame is not None:
                                 on_frame(done, total)
+                    while inflight:
+                        inflight.popleft().result()
                     out.mux(vout.encode(None))
             except av.FFmpegError as exc:
                 raise UserError(f"cannot transcode video {source}: {exc}") from exc
@@ -292,9 +364,10 @@ def upscale(
     *,
     on_file: Callable[[FileResult, int, int], None] | None = None,
     on_frame: Callable[[int, int], None] | None = None,
+    on_status: Callable[[str], None] | None = None,
 ) -> UpscaleResult:
     """Super-resolve an image, a video, or every image and video of a folder (recursively,
-    mirrored into ``output``).
+    mirrored into ``output``), on the fastest verified runtime unless ``config.backend`` names one.
 
     A file that cannot be read is reported and skipped; the others go on. Outputs are written
     atomically; existing ones are skipped unless ``config.overwrite``.
@@ -316,32 +389,101 @@ def upscale(
         raise UserError(f"{out} is a file; give a folder as the output of a folder run")
     if cfg.tile < 0 or cfg.overlap < 0:
         raise UserError("--tile and --overlap must not be negative")
-    model = YChannelModel(cfg)
-    try:
-        runner = tiled(model.runner, model.scale, cfg.tile, cfg.overlap)
-        result = UpscaleResult(scale=model.scale)
-        jobs = list(_jobs(src, out, model.scale))
-        if not jobs:
-            raise UserError(f"no images or videos in {src}")
+    if src.is_dir() and not any(True for _ in _jobs(src, out, 0)):
+        raise UserError(f"no images or videos in {src}")  # said before a model is built
+    start = time.perf_counter()
+    model = YChannelModel(cfg, on_status=on_status)
+    runner = tiled(model.runner, model.scale, cfg.tile, cfg.overlap)
+    result = UpscaleResult(scale=model.scale, runtime=model.runtime)
+    jobs = list(_jobs(src, out, model.scale))
+    _run_jobs(jobs, runner, model.scale, cfg, result, on_file=on_file, on_frame=on_frame, folder=src.is_dir())
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _finish(planes: _Planes, y_big: np.ndarray, target: Path, info: dict[str, Any]) -> tuple[int, int]:
+    big = _merge(planes, y_big)
+    _save(big, target, info)
+    return big.size
+
+
+def _run_jobs(
+    jobs: list[tuple[Path, Path]],
+    runner: Runner,
+    scale: int,
+    cfg: UpscaleConfig,
+    result: UpscaleResult,
+    *,
+    on_file: Callable[[FileResult, int, int], None] | None,
+    on_frame: Callable[[int, int], None] | None,
+    folder: bool,
+) -> None:
+    """Upscale every job in order, overlapping the stages: a reader thread decodes the next
+    images while the runtime upscales this one, and writer threads merge colour and encode the
+    previous ones. Files are reported in job order."""
+    from ferry.machine import machine
+
+    writers = cfg.writers or int(machine()["usable_cores"])
+    total = len(jobs)
+    todo = [
+        k
+        for k, (path, target) in enumerate(jobs)
+        if not (folder and target.exists() and not cfg.overwrite) and path.suffix.lower() not in VIDEO_SUFFIXES
+    ]
+    pending: deque[tuple[int, float, Future[tuple[int, int]] | FileResult]] = deque()
+
+    def report(item: FileResult) -> None:
+        result.files.append(item)
+        if on_file is not None:
+            on_file(item, len(result.files), total)
+
+    def settle(limit: int) -> None:
+        while len(pending) > limit:
+            k, began, work = pending.popleft()
+            path, target = jobs[k]
+            if isinstance(work, FileResult):
+                report(work)
+                continue
+            try:
+                size = work.result()
+                report(FileResult(path, target, "done", time.perf_counter() - began, size))
+            except UserError as exc:
+                report(FileResult(path, target, "failed", time.perf_counter() - began, error=str(exc)))
+
+    with ThreadPoolExecutor(1, "ferry-read") as reader, ThreadPoolExecutor(writers, "ferry-write") as writer:
+        decoded: dict[int, Future[tuple[Image.Image, dict[str, Any]]]] = {}
+
+        def prefetch(after: int) -> None:
+            for k in [k for k in todo if k > after][:2]:
+                if k not in decoded:
+                    decoded[k] = reader.submit(_open, jobs[k][0])
+
         for k, (path, target) in enumerate(jobs):
-            if target.exists() and not cfg.overwrite and src.is_dir():
-                item = FileResult(path, target, "skipped")
-            else:
-                start = time.perf_counter()
+            began = time.perf_counter()
+            if folder and target.exists() and not cfg.overwrite:
+                pending.append((k, began, FileResult(path, target, "skipped")))
+                continue
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                settle(0)  # a video has its own pipeline; let it have the machine
                 try:
-                    if path.suffix.lower() in VIDEO_SUFFIXES:
-                        size = upscale_video(path, target, runner, model.scale, on_frame=on_frame)
-                    else:
-                        img, info = _open(path)
-                        big = upscale_image(img, runner, model.scale)
-                        _save(big, target, info)
-                        size = big.size
-                    item = FileResult(path, target, "done", time.perf_counter() - start, size)
+                    size = upscale_video(path, target, runner, scale, on_frame=on_frame)
+                    pending.append((k, began, FileResult(path, target, "done", time.perf_counter() - began, size)))
                 except UserError as exc:
-                    item = FileResult(path, target, "failed", time.perf_counter() - start, error=str(exc))
-            result.files.append(item)
-            if on_file is not None:
-                on_file(item, k + 1, len(jobs))
-        return result
-    finally:
-        model.close()
+                    pending.append((k, began, FileResult(path, target, "failed", 0.0, error=str(exc))))
+                settle(0)
+                continue
+            if k not in decoded:
+                decoded[k] = reader.submit(_open, path)
+            prefetch(k)
+            try:
+                img, info = decoded.pop(k).result()
+                planes = _split(img)
+                y_big = runner(planes.y)
+            except UserError as exc:
+                failed = FileResult(path, target, "failed", time.perf_counter() - began, error=str(exc))
+                pending.append((k, began, failed))
+                settle(writers)
+                continue
+            pending.append((k, began, writer.submit(_finish, planes, y_big, target, info)))
+            settle(writers)  # bounded: at most `writers` finished images wait in memory
+        settle(0)

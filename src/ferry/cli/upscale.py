@@ -23,17 +23,39 @@ def upscale_cmd(
     model: Annotated[str, typer.Option(metavar="MODEL", help="zoo:NAME or an ONNX file exported by ferry.")] = (
         "zoo:superres"
     ),
-    backend: Annotated[str, typer.Option(metavar="NAME", help="onnxruntime, openvino, ... or torch (zoo).")] = (
-        "onnxruntime"
-    ),
+    backend: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME",
+            help="auto (fastest runtime that keeps the quality here; measured once, cached), onnxruntime, openvino,"
+            " ... or torch (zoo).",
+        ),
+    ] = "auto",
+    precision: Annotated[
+        str, typer.Option(metavar="P", help="auto, fp32 or int8 (a gated int8 copy of the model, cached).")
+    ] = "auto",
     tile: Annotated[int, typer.Option(metavar="N", help="Tile side in input pixels (0: whole image).")] = 0,
     overlap: Annotated[int, typer.Option(metavar="N", help="Context pixels around each tile.")] = 8,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
     threads: Annotated[int, typer.Option(metavar="N", help="Runtime threads (0: default).")] = 0,
+    writers: Annotated[
+        int, typer.Option(metavar="N", help="Threads encoding finished images while the next run (0: one per core).")
+    ] = 0,
+    retune: Annotated[bool, typer.Option("--retune", help="Measure the auto choice again.")] = False,
     json_out: JsonOpt = None,
 ) -> None:
     """Super-resolve an image, a video or a folder (x3 with zoo:superres). Exit 1 if a file failed."""
-    cfg = UpscaleConfig(model=model, backend=backend, tile=tile, overlap=overlap, overwrite=overwrite, threads=threads)
+    cfg = UpscaleConfig(
+        model=model,
+        backend=backend,
+        precision=precision,
+        tile=tile,
+        overlap=overlap,
+        overwrite=overwrite,
+        threads=threads,
+        writers=writers,
+        retune=retune,
+    )
     quiet = quiet_human(json_out)
     progress = Progress(
         TextColumn("upscaling"),
@@ -57,9 +79,19 @@ def upscale_cmd(
             if item.status == "failed":
                 progress.console.print(f"[red]failed[/red] {escape(item.error)}")
 
-        result = upscale(source, output, cfg, on_file=on_file, on_frame=on_frame)
+        def on_status(text: str) -> None:
+            progress.console.print(f"[dim]{escape(text)}[/dim]")
+
+        result = upscale(source, output, cfg, on_file=on_file, on_frame=on_frame, on_status=on_status)
     emit_json(json_out, result.to_dict())
     if not quiet:
+        rt = result.runtime
+        if rt.get("speedup_vs_fp32_onnxruntime") is not None:
+            how = "cached choice" if rt.get("cached") else "measured now"
+            console.print(
+                f"runtime: {rt['backend']} ({rt['precision']}), {rt['speedup_vs_fp32_onnxruntime']:.1f}x fp32 ONNX"
+                f" Runtime on this machine ({how}; --backend to override)"
+            )
         counts = {s: sum(f.status == s for f in result.files) for s in ("done", "skipped", "failed")}
         console.print(
             f"x{result.scale}: {counts['done']} written, {counts['skipped']} already there, {counts['failed']} failed"

@@ -1,0 +1,59 @@
+"""ferry's on-disk cache: exported zoo models and runtime measurements, reused between runs.
+
+Everything in it can be deleted at any time; it is rebuilt on demand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ferry.models import LoadedModel
+
+
+def cache_dir() -> Path:
+    """``$FERRY_CACHE_DIR``, else ``$XDG_CACHE_HOME/ferry``, else ``~/.cache/ferry``."""
+    if os.environ.get("FERRY_CACHE_DIR"):
+        return Path(os.environ["FERRY_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ferry"
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _state_digest(loaded: LoadedModel) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(loaded.module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_export(loaded: LoadedModel) -> Path:
+    """The model exported to ONNX with its declared inputs, from the cache when the same model
+    (source, weights) was exported by the same ferry and torch before."""
+    from ferry._io import atomic_path
+    from ferry._version import __version__
+    from ferry.export import export
+
+    key = json.dumps(
+        {"source": loaded.source, "weights": _state_digest(loaded), "ferry": __version__, "torch": torch.__version__},
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    name = loaded.source.replace("zoo:", "zoo-").replace("/", "_").replace(":", "_")[-40:]
+    path = cache_dir() / "models" / f"{name}-{digest}.onnx"
+    if not path.is_file():
+        with atomic_path(path) as tmp:
+            export(loaded, tmp)
+    return path

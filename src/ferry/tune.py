@@ -1,0 +1,242 @@
+"""Pick the fastest *verified* runtime and precision for a super-resolution model on this machine.
+
+Candidates are every installed runtime on the fp32 file, the runtimes' own lower default
+precisions (OpenVINO's bf16 on CPUs with AMX or AVX-512 BF16) and an int8 copy made by
+:func:`ferry.optimize.optimize`. Each candidate must upscale the bundled photos within
+``max_psnr_drop`` dB of the fp32 ONNX Runtime result; the verified ones are timed interleaved and
+the fastest wins. The choice is cached per model file, machine and library versions, so the
+measurement happens once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferry._io import write_json_atomic
+from ferry.backends import REGISTRY, Session
+from ferry.cache import cache_dir, sha256_file
+from ferry.errors import UserError
+from ferry.machine import library_versions, machine
+
+PRECISIONS = ("auto", "fp32", "int8")
+# Runtimes tried on each file (those installed); openvino-default is OpenVINO at its own
+# default precision, which differs from f32 only on CPUs with fast bf16.
+_CANDIDATE_BACKENDS = ("onnxruntime", "openvino", "openvino-default")
+
+
+@dataclass
+class Candidate:
+    """One runtime on one file, with how it did."""
+
+    backend: str
+    precision: str
+    #: which file: "fp32" (the model given) or "int8" (the quantized copy in the cache)
+    file_kind: str
+    psnr_drop_db: float | None = None
+    verified: bool = False
+    median_ms: float | None = None
+    error: str = ""
+
+
+@dataclass
+class RuntimeChoice:
+    """The winner and every candidate measured; ``cached`` when read back from the cache."""
+
+    backend: str
+    precision: str
+    file: Path
+    speedup_vs_fp32_onnxruntime: float
+    candidates: list[Candidate] = field(default_factory=list)
+    key: str = ""
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "file": str(self.file)}
+
+    def describe(self) -> str:
+        return f"{self.backend} ({self.precision}), {self.speedup_vs_fp32_onnxruntime:.1f}x fp32 ONNX Runtime"
+
+
+def _key(model_hash: str, threads: int, precision: str) -> str:
+    m = machine()
+    parts = {
+        "model": model_hash,
+        "cpu": m["cpu"],
+        "isa": m["isa"],
+        "cores": m["usable_cores"],
+        "versions": library_versions(),
+        "threads": threads,
+        "precision": precision,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _load_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _y_runner(session: Session) -> Callable[[np.ndarray], np.ndarray]:
+    name = session.inputs[0].name
+
+    def run(y: np.ndarray) -> np.ndarray:
+        return next(iter(session.run({name: y}).outputs.values()))
+
+    return run
+
+
+def choose_runtime(
+    onnx_path: str | os.PathLike[str],
+    *,
+    threads: int = 0,
+    precision: str = "auto",
+    max_psnr_drop: float = 0.1,
+    seconds: float = 2.0,
+    retune: bool = False,
+    on_status: Callable[[str], None] | None = None,
+) -> RuntimeChoice:
+    """The fastest runtime and precision whose output stays within ``max_psnr_drop`` dB of fp32
+    ONNX Runtime on the bundled photos; measured once per model, machine and versions.
+
+    Args:
+        onnx_path: a Y-channel super-resolution ONNX file exported by ferry.
+        threads: runtime threads (0: each runtime's default).
+        precision: ``auto`` (fp32, the runtimes' defaults and int8), ``fp32`` or ``int8``.
+        max_psnr_drop: the quality gate in dB.
+        seconds: timing budget.
+        retune: measure again even if a cached choice exists.
+        on_status: called with a line saying that a measurement starts.
+    """
+    from ferry import datasets
+    from ferry.bench import interleave
+    from ferry.export import read_metadata
+    from ferry.run import load_onnx
+
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    path = Path(onnx_path)
+    task = read_metadata(load_onnx(path, load_external_data=False)).get("task") or {}
+    if task.get("kind") != "super-resolution" or task.get("preprocess") != "y":
+        raise UserError(f"{path} is not a Y-channel super-resolution model exported by ferry")
+    scale = int(task["scale"])
+    digest = sha256_file(path)
+    key = _key(digest, threads, precision)
+    store = cache_dir()
+    cache_file = store / "runtime-choice.json"
+    cache = _load_cache(cache_file)
+    int8 = _int8_path(digest)
+    if not retune and key in cache:
+        entry = dict(cache[key])
+        stored = [Candidate(**c) for c in entry.get("candidates", [])]
+        best = next((c for c in stored if (c.backend, c.precision) == (entry["backend"], entry["precision"])), None)
+        file = int8 if best is not None and best.file_kind == "int8" else path
+        if best is not None and file.is_file():
+            return RuntimeChoice(entry["backend"], entry["precision"], file, entry["speedup"], stored, key, cached=True)
+    if on_status is not None:
+        on_status(f"measuring the fastest verified runtime for this machine once (cached in {store})")
+    files = {"fp32": path}
+    if precision in ("auto", "int8"):
+        try:
+            files["int8"] = int8_copy(path, max_psnr_drop=max_psnr_drop)
+        except UserError:
+            if precision == "int8":
+                raise
+    candidates: list[Candidate] = []
+    sessions: dict[int, Session] = {}
+    for kind, file in files.items():
+        if precision != "auto" and kind != precision:
+            continue
+        for name in _CANDIDATE_BACKENDS:
+            backend = REGISTRY.get(name)
+            if not backend.available():
+                continue
+            try:
+                session = backend.load(os.fspath(file), **({"threads": threads} if threads else {}))
+            except UserError as exc:
+                candidates.append(Candidate(name, kind, kind, error=str(exc)))
+                continue
+            label = (
+                session.precision
+                if kind == "fp32"
+                else "int8" + ("" if session.precision == "fp32" else f"+{session.precision}")
+            )
+            if name == "openvino-default" and label == "fp32":
+                continue  # same arithmetic as the openvino candidate
+            candidates.append(Candidate(name, label, kind))
+            sessions[len(candidates) - 1] = session
+    if not sessions:
+        raise UserError("no runtime could load the model")
+    from ferry.superres import evaluate
+
+    images = datasets.validation_images()
+    reference = REGISTRY.get("onnxruntime").load(os.fspath(path))
+    baseline = evaluate(_y_runner(reference), images, scale=scale).mean_model
+    for idx, session in sessions.items():
+        score = evaluate(_y_runner(session), images, scale=scale).mean_model
+        candidates[idx].psnr_drop_db = baseline - score
+        candidates[idx].verified = baseline - score <= max_psnr_drop
+    verified = {idx: s for idx, s in sessions.items() if candidates[idx].verified}
+    if not verified:
+        raise UserError("no runtime reproduced the fp32 result within the PSNR gate; use --backend")
+    y = np.random.default_rng(0).random((1, 1, 256, 256), dtype=np.float32)
+    runs = {}
+    for idx, session in verified.items():
+        feeds = {session.inputs[0].name: y}
+        session.run(feeds)  # warm-up
+
+        def timed(s: Session = session, f: dict[str, np.ndarray] = feeds) -> float:
+            return s.run(f).seconds
+
+        runs[str(idx)] = timed
+    times, _ = interleave(runs, seconds=seconds, min_runs=5)
+    for idx_text, t in times.items():
+        candidates[int(idx_text)].median_ms = 1e3 * float(np.median(t))
+    timed_ok = [c for c in candidates if c.median_ms is not None]
+    fastest = min(c.median_ms or float("inf") for c in timed_ok)
+    # Within 5% of the fastest, timing noise decides nothing: take the most faithful one.
+    close = [c for c in timed_ok if (c.median_ms or float("inf")) <= 1.05 * fastest]
+    best = min(close, key=lambda c: (c.psnr_drop_db or 0.0, c.median_ms or 0.0))
+    fp32_ort = next((c for c in timed_ok if c.backend == "onnxruntime" and c.file_kind == "fp32"), None)
+    speedup = (fp32_ort.median_ms or 0) / (best.median_ms or 1) if fp32_ort else float("nan")
+    choice = RuntimeChoice(best.backend, best.precision, files[best.file_kind], speedup, candidates, key)
+    cache[key] = {
+        "backend": choice.backend,
+        "precision": choice.precision,
+        "speedup": speedup,
+        "candidates": [asdict(c) for c in candidates],
+    }
+    write_json_atomic(cache_file, cache)
+    return choice
+
+
+def int8_copy(onnx_path: str | os.PathLike[str], *, max_psnr_drop: float = 0.1) -> Path:
+    """A cached int8 copy of a model made by :func:`ferry.optimize.optimize` (calibrated and
+    gated as ``ferry optimize --quantize int8`` does).
+
+    Raises:
+        UserError: when int8 loses more than ``max_psnr_drop`` dB.
+    """
+    from ferry.optimize import OptimizeConfig, optimize
+
+    path = Path(onnx_path)
+    target = _int8_path(sha256_file(path))
+    if not target.is_file():
+        result = optimize(path, target, OptimizeConfig(quantize="int8", max_psnr_drop=max_psnr_drop))
+        if not result:
+            raise UserError(f"int8 fails the gate on the bundled photos: {result.gate.describe()}; use fp32")
+    return target
+
+
+def _int8_path(digest: str) -> Path:
+    return cache_dir() / "models" / f"{digest[:16]}-int8.onnx"
