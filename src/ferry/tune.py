@@ -65,7 +65,7 @@ class RuntimeChoice:
         return f"{self.backend} ({self.precision}), {self.speedup_vs_fp32_onnxruntime:.1f}x fp32 ONNX Runtime"
 
 
-def _key(model_hash: str, threads: int, precision: str) -> str:
+def _key(model_hash: str, threads: int, precision: str, shape: tuple[int, int]) -> str:
     m = machine()
     parts = {
         "model": model_hash,
@@ -75,6 +75,7 @@ def _key(model_hash: str, threads: int, precision: str) -> str:
         "versions": library_versions(),
         "threads": threads,
         "precision": precision,
+        "shape": list(shape),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -104,6 +105,7 @@ def choose_runtime(
     max_psnr_drop: float = 0.1,
     seconds: float = 2.0,
     retune: bool = False,
+    shape: tuple[int, int] = (720, 1280),
     on_status: Callable[[str], None] | None = None,
 ) -> RuntimeChoice:
     """The fastest runtime and precision whose output stays within ``max_psnr_drop`` dB of fp32
@@ -116,6 +118,8 @@ def choose_runtime(
         max_psnr_drop: the quality gate in dB.
         seconds: timing budget.
         retune: measure again even if a cached choice exists.
+        shape: input height and width to time at (runtimes rank differently on small and large
+            inputs): the tile size when tiling, else an HD frame.
         on_status: called with a line saying that a measurement starts.
     """
     from ferry import datasets
@@ -131,7 +135,7 @@ def choose_runtime(
         raise UserError(f"{path} is not a Y-channel super-resolution model exported by ferry")
     scale = int(task["scale"])
     digest = sha256_file(path)
-    key = _key(digest, threads, precision)
+    key = _key(digest, threads, precision, shape)
     store = cache_dir()
     cache_file = store / "runtime-choice.json"
     cache = _load_cache(cache_file)
@@ -189,7 +193,7 @@ def choose_runtime(
     verified = {idx: s for idx, s in sessions.items() if candidates[idx].verified}
     if not verified:
         raise UserError("no runtime reproduced the fp32 result within the PSNR gate; use --backend")
-    y = np.random.default_rng(0).random((1, 1, 256, 256), dtype=np.float32)
+    y = np.random.default_rng(0).random((1, 1, *shape), dtype=np.float32)
     runs = {}
     for idx, session in verified.items():
         feeds = {session.inputs[0].name: y}

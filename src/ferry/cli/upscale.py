@@ -42,6 +42,9 @@ def upscale_cmd(
         int, typer.Option(metavar="N", help="Threads encoding finished images while the next run (0: one per core).")
     ] = 0,
     retune: Annotated[bool, typer.Option("--retune", help="Measure the auto choice again.")] = False,
+    png_compression: Annotated[
+        int, typer.Option(metavar="N", help="PNG zlib level 0-9 (PIL's default is 6: ~7% smaller, 2.4x slower).")
+    ] = 4,
     json_out: JsonOpt = None,
 ) -> None:
     """Super-resolve an image, a video or a folder (x3 with zoo:superres). Exit 1 if a file failed."""
@@ -55,6 +58,7 @@ def upscale_cmd(
         threads=threads,
         writers=writers,
         retune=retune,
+        png_compression=png_compression,
     )
     quiet = quiet_human(json_out)
     progress = Progress(
