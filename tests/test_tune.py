@@ -14,17 +14,21 @@ from ferry.upscale import UpscaleConfig, upscale_image
 
 
 def test_auto_choice_is_verified_fastest_and_cached(superres_onnx: Path) -> None:
-    first = choose_runtime(superres_onnx, seconds=0.3)
+    first = choose_runtime(superres_onnx, seconds=0.3, shape=(128, 128))
     names = {(c.backend, c.precision) for c in first.candidates}
     assert ("onnxruntime", "fp32") in names and any(p.startswith("int8") for _, p in names)
     best = next(c for c in first.candidates if (c.backend, c.precision) == (first.backend, first.precision))
     assert best.verified and best.psnr_drop_db is not None and best.psnr_drop_db <= 0.1
+    assert best.within_one_level is not None and best.within_one_level >= 0.999
     timed = [c.median_ms for c in first.candidates if c.median_ms is not None]
     assert best.median_ms is not None and best.median_ms <= 1.05 * min(timed)
     assert all(c.verified for c in first.candidates if c.median_ms is not None)  # only verified ones are timed
-    again = choose_runtime(superres_onnx)
+    again = choose_runtime(superres_onnx, shape=(128, 128))
     assert again.cached and (again.backend, again.precision, again.file) == (first.backend, first.precision, first.file)
-    assert not choose_runtime(superres_onnx, precision="fp32", seconds=0.3).precision.startswith("int8")
+    assert not choose_runtime(superres_onnx, precision="fp32", seconds=0.3, shape=(128, 128)).precision.startswith(
+        "int8"
+    )
+    assert choose_runtime(superres_onnx, precision="int8", seconds=0.3, shape=(128, 128)).precision.startswith("int8")
 
 
 def test_auto_refuses_what_it_cannot_judge(tmp_path: Path, tiny) -> None:  # type: ignore[no-untyped-def]

@@ -470,7 +470,7 @@ def bench_rows(report: BenchReport) -> list[list[object]]:
     out: list[list[object]] = []
     for r in report.rows:
         if not r.ok:
-            failed: list[object] = [r.backend, r.precision, r.shape, r.threads or "default", f"error: {r.error}"]
+            failed: list[object] = [r.backend, r.precision, r.shape, r.threads or "-", f"error: {r.error}"]
             out.append(failed + [""] * 7)
             continue
         out.append(
@@ -478,7 +478,7 @@ def bench_rows(report: BenchReport) -> list[list[object]]:
                 r.backend,
                 r.precision,
                 r.shape,
-                r.threads or "default",
+                r.threads or "-",
                 1e3 * r.median,
                 1e3 * r.stat(90),
                 1e3 * r.stat(99),

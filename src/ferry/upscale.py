@@ -185,7 +185,11 @@ class YChannelModel:
             self.runtime = {
                 "backend": choice.backend,
                 "precision": choice.precision,
-                "speedup_vs_fp32_onnxruntime": choice.speedup_vs_fp32_onnxruntime,
+                "speedup_vs_fp32_onnxruntime": (
+                    choice.speedup_vs_fp32_onnxruntime
+                    if choice.speedup_vs_fp32_onnxruntime == choice.speedup_vs_fp32_onnxruntime
+                    else None
+                ),
                 "cached": choice.cached,
             }
         else:

@@ -94,10 +94,14 @@ def bench_cmd(
     if quiet:
         return
     table = Table(title=f"{result.source} on {describe(result.machine)}", title_justify="left")
-    for col in BENCH_HEADERS:
-        table.add_column(col, justify="left" if col in ("backend", "precision", "input") else "right")
+    # The terminal gets the main columns; p99 and load times are in --json and --report.
+    shown = [i for i, h in enumerate(BENCH_HEADERS) if h not in ("p99 ms", "load ms")]
+    for i in shown:
+        col = BENCH_HEADERS[i]
+        table.add_column(col, justify="left" if col in ("backend", "prec", "input") else "right", no_wrap=True)
     for row in bench_rows(result):
-        table.add_row(*(_num(c) if isinstance(c, float) else escape(str(c)) for c in row))
+        cells = [row[i] for i in shown]
+        table.add_row(*(_num(c) if isinstance(c, float) else escape(str(c)) for c in cells))
     console.print(table)
     if report is not None:
         console.print(f"report: {report}")

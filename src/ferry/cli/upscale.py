@@ -90,12 +90,11 @@ def upscale_cmd(
     emit_json(json_out, result.to_dict())
     if not quiet:
         rt = result.runtime
-        if rt.get("speedup_vs_fp32_onnxruntime") is not None:
-            how = "cached choice" if rt.get("cached") else "measured now"
-            console.print(
-                f"runtime: {rt['backend']} ({rt['precision']}), {rt['speedup_vs_fp32_onnxruntime']:.1f}x fp32 ONNX"
-                f" Runtime on this machine ({how}; --backend to override)"
-            )
+        if "cached" in rt:
+            how = "cached choice" if rt["cached"] else "measured now"
+            ratio = rt.get("speedup_vs_fp32_onnxruntime")
+            speed = f", {ratio:.1f}x fp32 ONNX Runtime on this machine" if ratio else ""
+            console.print(f"runtime: {rt['backend']} ({rt['precision']}){speed} ({how}; --backend to override)")
         counts = {s: sum(f.status == s for f in result.files) for s in ("done", "skipped", "failed")}
         console.print(
             f"x{result.scale}: {counts['done']} written, {counts['skipped']} already there, {counts['failed']} failed"
