@@ -129,6 +129,10 @@ def end_to_end(photos: int) -> dict[str, Any]:
         t = time.perf_counter()
         result = ferry.upscale(src, b)
         ferry_s = time.perf_counter() - t
+        same_png = Path(tmp) / "ferry-png6"
+        t = time.perf_counter()
+        ferry.upscale(src, same_png, ferry.UpscaleConfig(png_compression=6))
+        ferry_png6_s = time.perf_counter() - t
         diffs = []
         for path in sorted(a.glob("*.png")):
             ours = np.asarray(Image.open(b / path.name), np.int16)
@@ -141,6 +145,8 @@ def end_to_end(photos: int) -> dict[str, Any]:
             "tutorial_seconds": tutorial_s,
             "ferry_seconds": ferry_s,
             "throughput_ratio": tutorial_s / ferry_s,
+            "ferry_seconds_png_level_6": ferry_png6_s,
+            "throughput_ratio_png_level_6": tutorial_s / ferry_png6_s,
             "ferry_runtime": result.runtime,
             "max_abs_diff": int(d.max()),
             "within_1_level": float((d <= 1).mean()),
@@ -194,7 +200,11 @@ def main() -> int:
                 "psnr_drop_db": opt.gate.value,
                 "kept_float": opt.kept_float,
             },
-            "auto_choice": {"backend": choice.backend, "precision": choice.precision},
+            "auto_choice": {
+                "backend": choice.backend,
+                "precision": choice.precision,
+                "candidates": [c.__dict__ for c in choice.candidates],
+            },
         }
         results["end_to_end"] = end_to_end(args.photos)
     for label, rows in results["runtimes"].items():
@@ -205,6 +215,9 @@ def main() -> int:
             (n for n, r in rows.items() if n.split(" ")[0] == choice.backend and r["precision"] == choice.precision),
             None,
         )
+        passing = {(c.backend, c.precision) for c in choice.candidates if c.verified}
+        verified = [n for n, r in rows.items() if (n.split(" ")[0], r["precision"]) in passing]
+        fastest_verified = max(verified, key=lambda n: rows[n]["speedup_vs_eager"])
         results.setdefault("summary", {})[label] = {
             "best_fp32": best_fp32,
             "best_fp32_vs_eager": rows[best_fp32]["speedup_vs_eager"],
@@ -213,6 +226,10 @@ def main() -> int:
             "auto": auto,
             "auto_vs_eager": rows[auto]["speedup_vs_eager"] if auto else None,
             "auto_vs_fastest": rows[auto]["speedup_vs_eager"] / rows[fastest]["speedup_vs_eager"] if auto else None,
+            "fastest_verified": fastest_verified,
+            "auto_vs_fastest_verified": (
+                rows[auto]["speedup_vs_eager"] / rows[fastest_verified]["speedup_vs_eager"] if auto else None
+            ),
             "int8_ort_vs_fp32_ort": rows["onnxruntime int8"]["speedup_vs_eager"]
             / rows["onnxruntime"]["speedup_vs_eager"],
         }
