@@ -168,7 +168,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
             [rows[n]["speedup_vs_eager"] for n in names],
             color=["#c77c2b" if n == "torch eager" else "#4a7bd0" for n in names],
         )
-        ax.set_title(f"zoo:superres x3, 1x1x{label.replace('x', 'x', 1)} input")
+        h, w = SIZES[label]
+        ax.set_title(f"zoo:superres x3, 1x1x{h}x{w} input")
         ax.set_xlabel("speed vs PyTorch eager (x)")
         for i, n in enumerate(names):
             ax.text(rows[n]["speedup_vs_eager"], i, f" {rows[n]['speedup_vs_eager']:.1f}x", va="center", fontsize=8)
