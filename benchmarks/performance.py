@@ -54,7 +54,7 @@ def _contenders(fp32: Path, int8: Path) -> dict[str, Any]:
             backend = REGISTRY.get(name)
             if not backend.available():
                 continue
-            session = backend.load(os.fspath(file))
+            session = backend.load(os.fspath(file), **backend.timing_options())
             precision = "int8" if label else session.precision
             if name == "openvino-default" and session.precision == "fp32":
                 continue

@@ -430,7 +430,8 @@ def _bench_one(
                     inputs = [TensorInfo(s.name, s.dtype, s.shape) for s in specs]
                     session = b.load(loaded.module, inputs=inputs, outputs=output_names, threads=threads)
                 else:
-                    session = b.load(os.fspath(path), **({"threads": threads} if threads else {}))
+                    options = b.timing_options() | ({"threads": threads} if threads else {})
+                    session = b.load(os.fspath(path), **options)
                 row.load_seconds = time.perf_counter() - start
                 row.precision = session.precision
                 for _ in range(cfg.warmup):

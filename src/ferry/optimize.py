@@ -161,6 +161,7 @@ def _session(path: Path | str) -> Any:
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # two sessions take turns
     try:
         return ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's exception types are not importable

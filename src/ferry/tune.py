@@ -183,7 +183,8 @@ def choose_runtime(
             if not backend.available():
                 continue
             try:
-                session = backend.load(os.fspath(file), **({"threads": threads} if threads else {}))
+                options = backend.timing_options() | ({"threads": threads} if threads else {})
+                session = backend.load(os.fspath(file), **options)
             except UserError as exc:
                 candidates.append(Candidate(name, kind, kind, error=str(exc)))
                 continue

@@ -159,6 +159,11 @@ class Backend(ABC):
 
             raise MissingDependencyError(f"{self.name} is not installed: pip install 'ferry[{self.extra}]'")
 
+    def timing_options(self) -> dict[str, Any]:
+        """Load options that make this runtime a fair neighbour when several are timed in turns
+        in one process (no busy-waiting worker threads)."""
+        return {}
+
     @abstractmethod
     def load(self, artifact: Any, **options: Any) -> Session:
         """Load an artifact and return a session."""
