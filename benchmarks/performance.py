@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 SIZES = {"224x224": (224, 224), "1280x720": (720, 1280)}
 
 
-def _contenders(fp32: Path, int8: Path) -> dict[str, Any]:
+def _contenders(fp32: Path, int8: Path, size: tuple[int, int]) -> dict[str, Any]:
     """name -> (precision, callable(y) running the model once)."""
     module = ferry.load_model("zoo:superres").module.eval()
 
@@ -63,13 +63,18 @@ def _contenders(fp32: Path, int8: Path) -> dict[str, Any]:
             key = f"{name}{label}"
             input_name = session.inputs[0].name
             out[key] = (precision, lambda y, s=session, n=input_name: s.run({n: y}))
+    executorch = REGISTRY.get("executorch")
+    if executorch.available():
+        spec = ferry.parse_input_spec(f"1,1,{size[0]},{size[1]}").with_name("input")
+        session = executorch.load(module, inputs=[spec], outputs=["output"])  # XNNPACK, lowered at this size
+        out["executorch"] = ("fp32", lambda y, s=session: s.run({"input": y}))
     return out
 
 
 def runtimes(fp32: Path, int8: Path, seconds: float) -> dict[str, Any]:
-    contenders = _contenders(fp32, int8)
     results: dict[str, Any] = {}
     for label, (h, w) in SIZES.items():
+        contenders = _contenders(fp32, int8, (h, w))
         y = np.random.default_rng(0).random((1, 1, h, w), dtype=np.float32)
         for _, fn in contenders.values():
             fn(y)  # warm-up

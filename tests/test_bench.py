@@ -55,7 +55,7 @@ def test_bench_onnx_file_alone_has_no_eager_baseline(superres_onnx: Path) -> Non
     report = bench(superres_onnx, config=BenchConfig(backends=("all",), **FAST))  # type: ignore[arg-type]
     names = [r.backend for r in report.rows]
     assert "torch" not in names and "reference" not in names and "onnxruntime" in names
-    with pytest.raises(UserError, match="needs the PyTorch model"):
+    with pytest.raises(UserError, match="torch needs the PyTorch model"):
         bench(superres_onnx, config=BenchConfig(backends=("torch",), **FAST))  # type: ignore[arg-type]
 
 

@@ -40,11 +40,14 @@ def test_every_backend_reports_a_version_and_runs(superres_onnx: Path) -> None:
         artifact = model.module if backend.artifact == "torch" else str(superres_onnx)
         from ferry.backends.base import TensorInfo
 
-        sess = (
-            backend.load(artifact, inputs=[TensorInfo("input", "float32", (None, 1, None, None))], outputs=["output"])
-            if backend.artifact == "torch"
-            else backend.load(artifact)
-        )
+        if backend.artifact == "torch":
+            info = [TensorInfo("input", "float32", (None, 1, None, None))]
+            sess = backend.load(artifact, inputs=info, outputs=["output"])
+        elif backend.artifact == "module":  # lowered from the PyTorch module (ExecuTorch)
+            specs = [ferry.parse_input_spec("batch=1,1,height=16,width=16").with_name("input")]
+            sess = backend.load(model.module, inputs=specs, outputs=["output"])
+        else:
+            sess = backend.load(artifact)
         assert sess.run({"input": x}).outputs["output"].shape == (1, 1, 48, 48), name
 
 

@@ -21,6 +21,7 @@ from ferry.export import ExportConfig, ExportResult, export
 from ferry.inspect import ModelInfo, inspect_model
 from ferry.models import LoadedModel, load_model, load_state_dict
 from ferry.optimize import OptimizeConfig, OptimizeResult, optimize
+from ferry.package import PackageResult, package
 from ferry.run import RunResult, run
 from ferry.specs import InputSpec, parse_input_spec
 from ferry.superres import evaluate as evaluate_superres
@@ -46,6 +47,7 @@ __all__ = [
     "OptimizeConfig",
     "OptimizeResult",
     "OutputStats",
+    "PackageResult",
     "RunResult",
     "Tolerance",
     "TrainConfig",
@@ -67,6 +69,7 @@ __all__ = [
     "load_model",
     "load_state_dict",
     "optimize",
+    "package",
     "parse_input_spec",
     "run",
     "run_demo",

@@ -285,9 +285,11 @@ def resolve_subject(
 
 def default_backends(has_model: bool) -> list[str]:
     """What ``--backends all`` times: eager when there is a model, every installed ONNX runtime
-    except the reference evaluator (a correctness oracle, orders of magnitude slower)."""
+    except the reference evaluator (a correctness oracle, orders of magnitude slower), and the
+    runtimes that lower the PyTorch module themselves (ExecuTorch) when there is a model."""
     names = [n for n in REGISTRY.installed() if REGISTRY.get(n).artifact == "onnx" and n != "reference"]
-    return (["torch"] if has_model else []) + names
+    lowered = [n for n in REGISTRY.installed() if REGISTRY.get(n).artifact == "module"]
+    return (["torch"] if has_model else []) + names + (lowered if has_model else [])
 
 
 def bench(
@@ -332,8 +334,11 @@ def bench(
         )
         names = default_backends(loaded is not None) if list(cfg.backends) == ["all"] else list(cfg.backends)
         chosen = REGISTRY.resolve(names)
-        if any(b.artifact == "torch" for b in chosen) and loaded is None:
-            raise UserError("the torch backend needs the PyTorch model: give --model SOURCE with an .onnx file")
+        needs_module = [b.name for b in chosen if b.artifact in ("torch", "module")]
+        if needs_module and loaded is None:
+            raise UserError(
+                f"{', '.join(needs_module)} needs the PyTorch model: give --model SOURCE with an .onnx file"
+            )
         proto = load_onnx(path, load_external_data=False)
         onnx_names = [i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
         declared = (named_inputs(loaded, loaded.inputs) if loaded and loaded.inputs else ()) or stored_specs(proto)
@@ -429,6 +434,9 @@ def _bench_one(
                     assert loaded is not None
                     inputs = [TensorInfo(s.name, s.dtype, s.shape) for s in specs]
                     session = b.load(loaded.module, inputs=inputs, outputs=output_names, threads=threads)
+                elif b.artifact == "module":
+                    assert loaded is not None
+                    session = b.load(loaded.module, inputs=specs, outputs=output_names)
                 else:
                     options = b.timing_options() | ({"threads": threads} if threads else {})
                     session = b.load(os.fspath(path), **options)

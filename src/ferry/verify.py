@@ -76,6 +76,8 @@ class BackendVerdict:
     checks: list[Check] = field(default_factory=list)
     #: False for a backend reported for information only (it does not decide ``VerifyReport.ok``).
     gating: bool = True
+    #: what was not checked and why (e.g. shapes a static-shape target cannot take)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -112,6 +114,7 @@ class BackendVerdict:
             "errors": self.errors,
             "checks": len(self.checks),
             "failed_checks": sum(not c.ok for c in self.checks),
+            "notes": self.notes,
         }
 
 
@@ -222,12 +225,50 @@ def _open_backends(names: Sequence[str], path: Path) -> dict[str, _Subject]:
     sessions: dict[str, _Subject] = {}
     for b in chosen:
         if b.artifact != "onnx":
-            continue  # the torch backend is the reference, not a test subject
+            continue  # torch is the reference; module backends are opened once the specs are known
         gating = not (every and b.informational_in_all)
         sessions[b.name] = _Subject(b.load(os.fspath(path)), b.version() or "", gating, b.samples_per_shape)
-    if not sessions:
+    if not sessions and not any(b.artifact == "module" for b in chosen):
         raise UserError(f"no ONNX backend among {', '.join(names)}; installed: {', '.join(REGISTRY.installed())}")
     return sessions
+
+
+def _open_module_backends(
+    names: Sequence[str], module: torch.nn.Module, specs: Sequence[InputSpec], output_names: Sequence[str]
+) -> tuple[dict[str, _Subject], dict[str, str]]:
+    """Lower the PyTorch module for each runtime that starts from it (ExecuTorch, ...).
+
+    A target that cannot take the model is recorded with its reason; under ``all`` it does not
+    fail the verdict (the model simply does not run there), named explicitly it does.
+    """
+    every = list(names) == ["all"]
+    sessions: dict[str, _Subject] = {}
+    refused: dict[str, str] = {}
+    for b in REGISTRY.resolve(list(names)):
+        if b.artifact != "module":
+            continue
+        try:
+            session = b.load(module, inputs=specs, outputs=output_names)
+        except UserError as exc:
+            if not every:
+                raise
+            refused[b.name] = str(exc)
+            continue
+        gating = not (every and b.informational_in_all)
+        sessions[b.name] = _Subject(session, b.version() or "", gating, b.samples_per_shape)
+    return sessions, refused
+
+
+def _fits(session: Session, feeds: Mapping[str, np.ndarray]) -> bool:
+    for info in session.inputs:
+        shape = np.shape(feeds[info.name]) if info.name in feeds else ()
+        if any(isinstance(want, int) and got != want for got, want in zip(shape, info.shape, strict=False)):
+            return False
+    return True
+
+
+def _static_dims(session: Session) -> str:
+    return "; ".join(info.describe() for info in session.inputs)
 
 
 def _default_tolerance(cfg: VerifyConfig, model: LoadedModel, precision: str) -> Tolerance | None:
@@ -287,21 +328,37 @@ def verify(
         raise UserError(f"no input shapes known for {path}; give --input specs or files")
     specs = named_inputs(loaded, declared) if declared else ()
     sessions = _open_backends(cfg.backends, path)
-    first = next(iter(sessions.values())).session
-    onnx_inputs = [i.name for i in first.inputs]
+    if sessions:
+        graph_inputs, graph_outputs = (
+            next(iter(sessions.values())).session.inputs,
+            next(iter(sessions.values())).session.outputs,
+        )
+    else:
+        from ferry.backends.reference import graph_io
+
+        graph_inputs, graph_outputs = graph_io(proto)
+    onnx_inputs = [i.name for i in graph_inputs]
     if specs and [s.name for s in specs] != onnx_inputs:
         if len(specs) != len(onnx_inputs):
             raise UserError(f"{path} has inputs {onnx_inputs} but the model takes {[s.name for s in specs]}")
         specs = tuple(s.with_name(n) for s, n in zip(specs, onnx_inputs, strict=True))
-    output_names = [o.name for o in first.outputs]
+    output_names = [o.name for o in graph_outputs]
+    module_sessions, refused = _open_module_backends(cfg.backends, loaded.module, specs, output_names)
+    sessions |= module_sessions
+    if not sessions and not refused:
+        raise UserError(f"no backend among {', '.join(cfg.backends)} could load the model")
     # PyTorch is held to the ONNX file's input contract (names, dtypes, static dims).
-    reference = REGISTRY.get("torch").load(loaded.module, inputs=first.inputs, outputs=output_names)
+    reference = REGISTRY.get("torch").load(loaded.module, inputs=graph_inputs, outputs=output_names)
     tolerances = {n: Tolerance(*t) for n, t in loaded.output_tolerances.items()} | dict(cfg.tolerances)
     defaults = {name: _default_tolerance(cfg, loaded, sub.session.precision) for name, sub in sessions.items()}
     verdicts = {
         name: BackendVerdict(name=name, version=sub.version, settings=dict(sub.session.settings), gating=sub.gating)
         for name, sub in sessions.items()
     }
+    for name, reason in refused.items():
+        verdict = BackendVerdict(name=name, version=REGISTRY.get(name).version() or "", settings={}, gating=False)
+        verdict.checks.append(Check(name, "load", 0, [], 0.0, reason))
+        verdicts[name] = verdict
     cases: list[tuple[str, int, dict[str, np.ndarray]]] = []
     shapes: list[dict[str, list[int]]] = []
     if specs:
@@ -325,6 +382,12 @@ def verify(
         for name, sub in sessions.items():
             if sub.samples_per_shape is not None and index >= sub.samples_per_shape:
                 continue
+            if REGISTRY.get(name).artifact == "module" and not _fits(sub.session, feeds):
+                # The lowering fixed a dim the export kept dynamic: this target is static there.
+                note = f"{label}: not run, the lowered program is static ({_static_dims(sub.session)})"
+                if note not in verdicts[name].notes:
+                    verdicts[name].notes.append(note)
+                continue
             try:
                 got = sub.session.run(feeds)
             except UserError as exc:
@@ -333,7 +396,8 @@ def verify(
             stats = compare_outputs(ref, got.outputs, tolerances=tolerances, default=defaults[name])
             check = Check(name, label, index, stats, got.seconds)
             verdicts[name].checks.append(check)
-            if not check.ok and verdicts[name].gating and name not in failing:
+            localizable = REGISTRY.get(name).artifact == "onnx"  # localization walks the ONNX graph
+            if not check.ok and verdicts[name].gating and name not in failing and localizable:
                 failing[name] = feeds
     divergence = None
     if failing and cfg.localize:

@@ -40,6 +40,7 @@ class BackendRegistry:
 
 
 def _build_registry() -> BackendRegistry:
+    from ferry.backends.executorch import ExecuTorchBackend
     from ferry.backends.onnxruntime import OnnxRuntimeBackend
     from ferry.backends.openvino import OpenVinoBackend
     from ferry.backends.reference import ReferenceBackend
@@ -52,6 +53,7 @@ def _build_registry() -> BackendRegistry:
     reg.register(ReferenceBackend())
     reg.register(OpenVinoBackend(force_f32=True))
     reg.register(OpenVinoBackend(force_f32=False))
+    reg.register(ExecuTorchBackend())
     return reg
 
 

@@ -20,6 +20,7 @@ from ferry.cli.check import check_cmd, inspect_cmd, view_cmd
 from ferry.cli.demo import demo_cmd
 from ferry.cli.export import export_cmd
 from ferry.cli.optimize import optimize_cmd
+from ferry.cli.package import package_cmd
 from ferry.cli.run import run_cmd, verify_cmd
 from ferry.cli.train import eval_cmd, train_cmd, zoo_app
 from ferry.cli.upscale import upscale_cmd
@@ -66,6 +67,7 @@ app.command("verify")(verify_cmd)
 app.command("upscale")(upscale_cmd)
 app.command("optimize")(optimize_cmd)
 app.command("bench")(bench_cmd)
+app.command("package")(package_cmd)
 app.command("train")(train_cmd)
 app.command("eval")(eval_cmd)
 app.add_typer(zoo_app, name="zoo")

@@ -1,0 +1,202 @@
+"""ExecuTorch backend: the PyTorch module lowered with ``torch.export`` to an XNNPACK-delegated
+``.pte`` program and run by ExecuTorch's runtime, as a phone or a small board would run it.
+
+Unlike the ONNX backends it starts from the PyTorch module, not from the ONNX file. Dynamic dims
+get an upper bound (ExecuTorch plans memory for the largest shape): four times the example size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ferry.backends.base import Backend, Session, TensorInfo, installed_version
+from ferry.errors import UserError
+from ferry.specs import InputSpec
+
+# Factor between a dynamic dim's example size and its upper bound in the lowered program.
+DYNAMIC_BOUND = 4
+
+
+def _dynamic_shapes(specs: Sequence[InputSpec]) -> tuple[dict[int, Any], ...] | None:
+    """``Dim.AUTO`` with bounds for every named dim: export keeps it dynamic where the model
+    allows, and ExecuTorch plans memory for the upper bound."""
+    from torch.export import Dim
+
+    shapes: list[dict[int, Any]] = []
+    for spec in specs:
+        axes: dict[int, Any] = {}
+        for axis, d in enumerate(spec.dims):
+            if d.name is not None:
+                low = 1 if axis == 0 else min(d.size, 8)
+                axes[axis] = Dim.AUTO(min=low, max=max(DYNAMIC_BOUND * d.size, 8))
+        shapes.append(axes)
+    return tuple(shapes) if any(shapes) else None
+
+
+def _example(spec: InputSpec, rng: np.random.Generator) -> torch.Tensor:
+    # A dynamic dim traced at size 1 would be specialized to 1 (torch.export's 0/1 rule).
+    sized = spec.with_sizes({d.name: 2 for d in spec.dims if d.name is not None and d.size == 1})
+    return torch.from_numpy(np.ascontiguousarray(sized.sample(rng)))
+
+
+@dataclass
+class Lowered:
+    """A serialized ExecuTorch program and, per input, the axes that stayed dynamic in it."""
+
+    program: bytes
+    dynamic: list[set[int]]
+
+
+def _export(module: nn.Module, specs: Sequence[InputSpec], args: tuple[torch.Tensor, ...]) -> Any:
+    with contextlib.redirect_stdout(io.StringIO()), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # export's deprecation chatter is not the user's business
+        return torch.export.export(module.eval(), args, dynamic_shapes=_dynamic_shapes(specs), strict=False)
+
+
+@contextlib.contextmanager
+def _quiet_imports() -> Iterator[None]:
+    """executorch pulls torchao, which logs missing CUDA kernels on every CPU-only import."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def _dynamic_axes(exported: Any) -> list[set[int]]:
+    """Axes whose size is symbolic in the exported program, per user input."""
+    user_inputs = set(exported.graph_signature.user_inputs)
+    axes: list[set[int]] = []
+    for node in exported.graph.nodes:
+        if node.op == "placeholder" and node.name in user_inputs:
+            val = node.meta.get("val")
+            shape = getattr(val, "shape", ())
+            axes.append({k for k, d in enumerate(shape) if not isinstance(d, int)})
+    return axes
+
+
+def lower(module: nn.Module, specs: Sequence[InputSpec], *, seed: int = 0) -> Lowered:
+    """The module as an ExecuTorch program (XNNPACK delegate), serialized.
+
+    ``torch.export`` may fix a dim the specs name as dynamic (an LSTM's sequence length); the
+    result says which dims stayed dynamic, and a session refuses other sizes on the fixed ones.
+
+    Raises:
+        UserError: when ``torch.export`` or the lowering refuses the model, with the reason.
+    """
+    with _quiet_imports():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+    if not specs:
+        raise UserError("ExecuTorch needs input specs to export the model; give --input")
+    try:
+        exported = _export(module, specs, tuple(_example(s, np.random.default_rng(seed)) for s in specs))
+        dynamic = _dynamic_axes(exported)
+        declared = [{a for a, d in enumerate(s.dims) if d.name} for s in specs]
+        if dynamic != declared:
+            # Some dims were fixed, possibly at the stand-in size 2 used for size-1 dims: fix
+            # them at the sizes the specs give instead.
+            args = tuple(torch.from_numpy(np.ascontiguousarray(s.sample(np.random.default_rng(seed)))) for s in specs)
+            exported = _export(module, specs, args)
+            dynamic = _dynamic_axes(exported)
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
+    except Exception as exc:  # torch.export and exir raise many types; the message names the op
+        first = " ".join(str(exc).strip().splitlines()[0].split())[:300] if str(exc).strip() else ""
+        raise UserError(f"ExecuTorch cannot lower the model: {type(exc).__name__}: {first}") from exc
+    return Lowered(bytes(program.buffer), dynamic)
+
+
+def delegated_ops(program: bytes) -> dict[str, int]:
+    """How many nodes of the program run in the XNNPACK delegate vs ExecuTorch's portable ops."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    prog = deserialize_pte_binary(program)
+    prog = getattr(prog, "program", prog)
+    counts: dict[str, int] = {}
+    for plan in prog.execution_plan:
+        counts["delegate_calls"] = counts.get("delegate_calls", 0) + len(plan.delegates)
+        for op in plan.operators:
+            counts[op.name] = counts.get(op.name, 0) + 1
+    return counts
+
+
+class ExecuTorchSession(Session):
+    backend = "executorch"
+
+    def __init__(
+        self,
+        program: bytes,
+        specs: Sequence[InputSpec],
+        output_names: Sequence[str],
+        dynamic: Sequence[set[int]] | None = None,
+    ) -> None:
+        super().__init__()
+        with _quiet_imports():
+            from executorch.runtime import Runtime
+
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._method = Runtime.get().load_program(program).load_method("forward")
+        except Exception as exc:  # the runtime raises RuntimeError with a status code
+            raise UserError(f"ExecuTorch cannot load the program: {exc}") from exc
+        self.program = program
+        axes = list(dynamic) if dynamic is not None else [{a for a, d in enumerate(s.dims) if d.name} for s in specs]
+        self.inputs = tuple(
+            TensorInfo(s.name, s.dtype, tuple(None if a in dyn else d.size for a, d in enumerate(s.dims)))
+            for s, dyn in zip(specs, axes, strict=True)
+        )
+        self.output_names = list(output_names)
+        self.outputs = tuple(TensorInfo(n, "", ()) for n in self.output_names)
+        self.settings = {"delegate": "XnnpackBackend", "precision": "fp32", "program_bytes": len(program)}
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[i.name])) for i in self.inputs]
+        try:
+            values = self._method.execute(args)
+        except Exception as exc:  # e.g. a shape beyond the planned upper bound
+            raise UserError(f"ExecuTorch failed to run the model: {' '.join(str(exc).split())[:300]}") from exc
+        flat = [v for v in values if isinstance(v, torch.Tensor)]
+        names = self.output_names or [f"output_{k}" for k in range(len(flat))]
+        if len(names) != len(flat):
+            raise UserError(f"the ExecuTorch program returned {len(flat)} output(s), expected {len(names)}")
+        return {n: t.numpy() for n, t in zip(names, flat, strict=True)}
+
+
+class ExecuTorchBackend(Backend):
+    """ExecuTorch with the XNNPACK delegate (fp32), from the PyTorch module or a ``.pte`` file."""
+
+    name = "executorch"
+    artifact = "module"
+    extra = "executorch"
+
+    def version(self) -> str | None:
+        return installed_version("executorch", "executorch")
+
+    def load(self, artifact: Any, **options: Any) -> ExecuTorchSession:
+        self.require()
+        specs: Sequence[InputSpec] = options.get("inputs", ())
+        outputs: Sequence[str] = options.get("outputs", ())
+        if isinstance(artifact, nn.Module):
+            lowered = lower(artifact, specs)
+            return ExecuTorchSession(lowered.program, specs, outputs, lowered.dynamic)
+        if isinstance(artifact, (str, os.PathLike)) and str(artifact).endswith(".pte"):
+            return ExecuTorchSession(Path(artifact).read_bytes(), specs, outputs)
+        raise UserError("the executorch backend takes a PyTorch module or a .pte file")

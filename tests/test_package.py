@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ferry
+from ferry.errors import UserError
+from ferry.package import TARGETS
+from ferry.specs import parse_input_spec
+
+SMALL = [parse_input_spec("batch=1,1,height=32,width=32").with_name("input")]
+
+
+def _eager(x: np.ndarray) -> np.ndarray:
+    import torch
+
+    module = ferry.load_model("zoo:superres").module
+    with torch.inference_mode():
+        return module(torch.from_numpy(x)).numpy()
+
+
+def _run_package(target: str, folder: Path, x: np.ndarray) -> np.ndarray:
+    """Run the packaged artifact on its own runtime."""
+    if target in ("onnx", "ort-mobile"):
+        import onnxruntime as ort
+
+        name = "model.onnx" if target == "onnx" else "model.ort"
+        return ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    if target == "openvino":
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return np.asarray(compiled(x)[0])
+    session = ferry.backends.get_backend("executorch").load(folder / "model.pte", inputs=SMALL, outputs=["output"])
+    return session.run({"input": x}).outputs["output"]
+
+
+@pytest.mark.parametrize("target", TARGETS.names())
+def test_every_target_packages_superres_and_the_package_computes_the_same(tmp_path: Path, target: str) -> None:
+    if not TARGETS.get(target).available():
+        pytest.skip(f"{target}: its converter is not installed (pip install 'ferry[{TARGETS.get(target).extra}]')")
+    folder = tmp_path / target
+    result = ferry.package("zoo:superres", folder, target, inputs=SMALL)
+    assert result and (folder / "manifest.json").is_file() and (folder / "README.md").is_file()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["target"] == target and manifest["source"] == "zoo:superres"
+    assert manifest["task"]["preprocess"] == "y" and manifest["inputs"][0]["dynamic_axes"] == {
+        "0": "batch", "2": "height", "3": "width"
+    }  # fmt: skip
+    for name, entry in manifest["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"]
+    x = np.random.default_rng(0).random((1, 1, 40, 24), dtype=np.float32)  # not the packaging size
+    np.testing.assert_allclose(_run_package(target, folder, x), _eager(x), atol=1e-4)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_ort_mobile_names_the_operators_a_minimal_build_needs(tmp_path: Path) -> None:
+    result = ferry.package("zoo:superres", tmp_path / "m", "ort-mobile")
+    assert {"Conv", "DepthToSpace"} <= set(result.manifest["required_operators"])
+
+
+def test_existing_folders_unknown_targets_and_models_a_target_cannot_take(
+    tmp_path: Path, superres_onnx: Path, tiny: Callable[[str], str]
+) -> None:
+    folder = tmp_path / "p"
+    ferry.package(superres_onnx, folder, "onnx")
+    with pytest.raises(UserError, match="not empty"):
+        ferry.package(superres_onnx, folder, "onnx")
+    assert ferry.package(superres_onnx, folder, "onnx", overwrite=True)
+    with pytest.raises(UserError, match="unknown target 'tflite'; known: "):
+        ferry.package(superres_onnx, tmp_path / "q", "tflite")
+    if TARGETS.get("executorch").available():
+        with pytest.raises(UserError, match="starts from the PyTorch model"):
+            ferry.package(superres_onnx, tmp_path / "q", "executorch")
+        with pytest.raises(UserError, match="ExecuTorch cannot lower the model"):
+            ferry.package(tiny("SignBranch"), tmp_path / "q", "executorch", inputs=[parse_input_spec("2,3")])
+        assert not (tmp_path / "q").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_package_cli(cli: Callable[..., object], tmp_path: Path) -> None:
+    res = cli("package", "zoo:superres", "--target", "openvino", "-o", tmp_path / "ov", "--json", "-")
+    if not TARGETS.get("openvino").available():
+        assert res.code == 1 and "pip install 'ferry[openvino]'" in res.err  # type: ignore[attr-defined]
+        return
+    assert res.code == 0, res.err  # type: ignore[attr-defined]
+    assert json.loads(res.out)["files"]["model.bin"] > 0  # type: ignore[attr-defined]
+    bad = cli("package", "zoo:superres", "--target", "nope", "-o", tmp_path / "x")
+    assert bad.code == 1 and "unknown target" in bad.err  # type: ignore[attr-defined]
