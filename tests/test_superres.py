@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+import ferry
 from ferry import datasets, imaging, load_model
 from ferry.superres import evaluate, super_resolve, torch_runner
+from ferry.zoo import SUPERRES_SCALES
 
 
 def test_shipped_weights_beat_bicubic_by_1_5_db() -> None:
@@ -51,3 +57,33 @@ def test_shipped_weights_reproduce_the_stored_reference_output(superres_onnx) ->
     np.testing.assert_allclose(eager, expected, rtol=0, atol=1e-5)
     onnx_out = ferry.run(superres_onnx, {"input": x}).outputs["output"]
     np.testing.assert_allclose(onnx_out, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", sorted(SUPERRES_SCALES))
+def test_every_shipped_scale_beats_bicubic_and_has_a_card(scale: int) -> None:
+    from ferry import zoo
+
+    entry = zoo.get(zoo.superres_name(scale))
+    card = entry.card()
+    assert card["scale"] == scale and card["validation"]["mean_gain_db"] > 1.0
+    assert card["training_seconds"] > 0 and "chelsea" not in json.dumps(card["training_data"])
+    model = ferry.load_model(f"zoo:{entry.name}")
+    assert model.task["scale"] == scale
+    x = np.zeros((1, 1, 8, 10), np.float32)
+    assert model.module(torch.from_numpy(x)).shape == (1, 1, 8 * scale, 10 * scale)
+
+
+def test_upscale_scale_option_picks_the_zoo_model(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ferry.errors import UserError
+    from ferry.upscale import UpscaleConfig
+
+    Image.new("RGB", (12, 10), (90, 120, 200)).save(tmp_path / "p.png")
+    for scale in sorted(SUPERRES_SCALES):
+        res = ferry.upscale(tmp_path / "p.png", tmp_path / f"o{scale}.png", UpscaleConfig(scale=scale, backend="torch"))
+        assert res.scale == scale and res.files[0].size == (12 * scale, 10 * scale)
+    with pytest.raises(UserError, match="upscales x2, not x3"):
+        ferry.upscale(tmp_path / "p.png", tmp_path / "x.png", UpscaleConfig(model="zoo:superres_x2", scale=3))
+    with pytest.raises(UserError, match="the zoo has x2, x3"):
+        ferry.upscale(tmp_path / "p.png", tmp_path / "x.png", UpscaleConfig(scale=5))

@@ -194,3 +194,23 @@ def test_report_lists_shapes_readably(tmp_path: Path, superres_onnx: Path) -> No
     report = ferry.verify("zoo:superres", superres_onnx, config=VerifyConfig(samples=1))
     html = write_report(report, tmp_path / "r.html").read_text()
     assert "input=2x1x320x320" in html and "&amp;#x27;" not in html and "&#x27;input" not in html
+
+
+def test_photos_are_upscaled_on_every_runtime_and_compared_with_pytorch(tmp_path: Path, superres_onnx: Path) -> None:
+    from ferry import datasets
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    datasets.chelsea().crop((150, 60, 246, 132)).save(photos / "cat.png")
+    cfg = ferry.VerifyConfig(backends=("onnxruntime", "onnxruntime-noopt"), samples=1)
+    report = ferry.verify("zoo:superres", superres_onnx, config=cfg, photos=photos)
+    assert report.photos is not None and report.photos.photos == ["cat.png"]
+    rows = {t.backend: t for t in report.photos.targets}
+    assert set(rows) == {"onnxruntime", "onnxruntime-noopt"}
+    for t in rows.values():
+        assert t.psnr_vs_pytorch_db > 50 and t.max_pixel_diff <= 1 and t.median_ms > 0
+        assert abs(t.psnr_vs_original_db - report.photos.pytorch_psnr_db) < 0.01
+        assert t.artifact == superres_onnx.name and t.artifact_bytes == superres_onnx.stat().st_size
+    assert report.to_dict()["photos"]["targets"][0]["backend"] == "onnxruntime"
+    text = write_report(report, tmp_path / "r.html").read_text()
+    assert "on real photos" in text and text.count("<figure>") >= 4  # original, pytorch and 2 runtimes

@@ -144,28 +144,37 @@ def _build_onnx(ctx: BuildContext) -> list[str]:
     return ["model.onnx", "README.md"]
 
 
-def _build_ort_mobile(ctx: BuildContext) -> list[str]:
+def ort_format(onnx_path: Path, folder: Path) -> tuple[Path, Path]:
+    """Convert an ONNX file to the ORT format with ONNX Runtime's own tool (optimizations fixed
+    for ARM, operator types reduced); returns the ``.ort`` file and the operator config."""
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
-    with tempfile.TemporaryDirectory(prefix="ferry-ort-") as tmp:
-        src = Path(tmp) / "model.onnx"
-        shutil.copyfile(ctx.onnx_path, src)
-        out = Path(tmp) / "out"
-        _quietly(
-            lambda: convert_onnx_models_to_ort(
-                src,
-                out,
-                optimization_styles=[OptimizationStyle.Fixed],
-                target_platform="arm",  # phones; the optimized graph stays portable to x86
-                enable_type_reduction=True,
-            )
+    work = folder / "ort-work"
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / "model.onnx"
+    shutil.copyfile(onnx_path, src)
+    out = work / "out"
+    _quietly(
+        lambda: convert_onnx_models_to_ort(
+            src,
+            out,
+            optimization_styles=[OptimizationStyle.Fixed],
+            target_platform="arm",  # phones; the optimized graph stays portable to x86
+            enable_type_reduction=True,
         )
-        ort_files = list(out.glob("*.ort"))
-        configs = list(out.glob("*.config"))
-        if not ort_files or not configs:
-            raise UserError("ONNX Runtime could not convert the model to the ORT format")
-        shutil.copyfile(ort_files[0], ctx.folder / "model.ort")
-        shutil.copyfile(configs[0], ctx.folder / "required_operators_and_types.config")
+    )
+    ort_files = list(out.glob("*.ort"))
+    configs = list(out.glob("*.config"))
+    if not ort_files or not configs:
+        raise UserError("ONNX Runtime could not convert the model to the ORT format")
+    return ort_files[0], configs[0]
+
+
+def _build_ort_mobile(ctx: BuildContext) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="ferry-ort-") as tmp:
+        ort_file, config = ort_format(ctx.onnx_path, Path(tmp))
+        shutil.copyfile(ort_file, ctx.folder / "model.ort")
+        shutil.copyfile(config, ctx.folder / "required_operators_and_types.config")
     ops = [
         line.split(";")[2].split("{")[0]
         for line in (ctx.folder / "required_operators_and_types.config").read_text().splitlines()

@@ -34,6 +34,8 @@ class UpscaleConfig:
 
     Attributes:
         model: ``zoo:NAME`` or an exported ``.onnx`` file (Y channel in, Y channel out).
+        scale: upscale factor; with the default model it picks the zoo's ESPCN for that factor
+            (2, 3 or 4), with another model it must match the model's.
         backend: ``auto`` (the fastest runtime and precision that keeps the quality on this
             machine, measured once and cached: :func:`ferry.tune.choose_runtime`), an ONNX
             backend name, or ``torch`` (eager; zoo models only).
@@ -50,6 +52,7 @@ class UpscaleConfig:
     """
 
     model: str = "zoo:superres"
+    scale: int | None = None
     backend: str = "auto"
     precision: str = "auto"
     tile: int = 0
@@ -134,6 +137,11 @@ def tiled(runner: Runner, scale: int, tile: int, overlap: int) -> Runner:
     return run
 
 
+def _check_scale(model: str, scale: int, wanted: int | None) -> None:
+    if wanted is not None and wanted != scale:
+        raise UserError(f"{model} upscales x{scale}, not x{wanted}; leave out --scale or pick another model")
+
+
 class YChannelModel:
     """A Y-plane runner and its scale, from a zoo name or an ONNX file, on the runtime asked for
     (or the fastest verified one)."""
@@ -146,11 +154,19 @@ class YChannelModel:
         if cfg.precision not in PRECISIONS:
             raise UserError(f"unknown --precision {cfg.precision!r}; known: {', '.join(PRECISIONS)}")
         self.runtime: dict[str, Any] = {}
-        if cfg.model.startswith("zoo:"):
-            loaded = load_model(cfg.model)
+        model = cfg.model
+        if cfg.scale is not None and model == "zoo:superres":
+            from ferry.zoo import SUPERRES_SCALES, superres_name
+
+            if cfg.scale not in SUPERRES_SCALES:
+                raise UserError(f"--scale {cfg.scale}: the zoo has x{', x'.join(map(str, sorted(SUPERRES_SCALES)))}")
+            model = f"zoo:{superres_name(cfg.scale)}"
+        if model.startswith("zoo:"):
+            loaded = load_model(model)
             if loaded.task.get("kind") != "super-resolution" or loaded.inputs[0].shape[1] != 1:
-                raise UserError(f"{cfg.model} is not a Y-channel super-resolution model; use zoo:superres")
+                raise UserError(f"{model} is not a Y-channel super-resolution model; use zoo:superres")
             self.scale = int(loaded.task["scale"])
+            _check_scale(model, self.scale, cfg.scale)
             if cfg.backend == "torch":
                 if cfg.precision == "int8":
                     raise UserError("--precision int8 runs on an ONNX backend, not on torch")
@@ -161,7 +177,7 @@ class YChannelModel:
 
             path = cached_export(loaded)
         else:
-            path = Path(cfg.model)
+            path = Path(model)
             if cfg.backend == "torch":
                 raise UserError("--backend torch needs a zoo model; an ONNX file runs on an ONNX backend")
             from ferry.export import read_metadata
@@ -170,6 +186,7 @@ class YChannelModel:
             if task.get("kind") != "super-resolution":
                 raise UserError(f"{path} was not exported by ferry from a super-resolution model")
             self.scale = int(task["scale"])
+            _check_scale(model, self.scale, cfg.scale)
         backend = cfg.backend
         if backend == "auto":
             side = cfg.tile + 2 * cfg.overlap

@@ -17,6 +17,7 @@ from ferry.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, compare_ou
 from ferry.errors import UserError
 from ferry.export import read_metadata
 from ferry.models import RGB_IO, LoadedModel, load_model, named_inputs, rgb_io_model
+from ferry.photos import PhotoComparison
 from ferry.run import load_onnx, stored_specs
 from ferry.specs import InputSpec
 
@@ -129,6 +130,8 @@ class VerifyReport:
     backends: dict[str, BackendVerdict]
     reference: dict[str, Any]
     first_divergence: dict[str, Any] | None = None
+    #: super-resolution on real photos per runtime (``photos=`` given and a Y-channel SR model)
+    photos: PhotoComparison | None = None
 
     @property
     def ok(self) -> bool:
@@ -148,6 +151,7 @@ class VerifyReport:
             "samples_per_shape": self.samples,
             "backends": {n: b.to_dict() for n, b in self.backends.items()},
             "first_divergence": self.first_divergence,
+            "photos": self.photos.to_dict() if self.photos else None,
         }
 
 
@@ -295,6 +299,7 @@ def verify(
     weights: str | os.PathLike[str] | None = None,
     config: VerifyConfig | None = None,
     data: Sequence[tuple[str, Mapping[str, np.ndarray]]] | None = None,
+    photos: str | os.PathLike[str] | None = None,
 ) -> VerifyReport:
     """Check that an ONNX file computes what the PyTorch model computes.
 
@@ -309,6 +314,9 @@ def verify(
         weights: a state dict to load.
         config: backends, samples and tolerances.
         data: extra labelled samples (named arrays), e.g. from ``.npy`` files or images.
+        photos: a folder of photos; for a Y-channel super-resolution model every runtime also
+            upscales them through the YCbCr pipeline and is compared with PyTorch's result
+            (PSNR vs PyTorch and vs the original, largest pixel difference, latency, file size).
 
     Example:
         >>> report = ferry.verify("zoo:superres", "sr.onnx")
@@ -407,6 +415,22 @@ def verify(
         divergence = locate_divergence(
             path, feeds, backend=name, module=loaded.module, tolerance=defaults[name] or Tolerance(1e-4, 1e-5)
         )
+    comparison = None
+    if photos is not None and loaded.task.get("kind") == "super-resolution" and loaded.task.get("preprocess") == "y":
+        from ferry.imaging import find_images, load_image
+        from ferry.photos import artifact_of, compare_on_photos
+        from ferry.superres import torch_runner
+
+        pictures = [(p.name, load_image(p)) for p in find_images(photos)]
+        # Slow oracles (the numpy reference evaluator) check semantics, not photos.
+        runtimes = {name: sub for name, sub in sessions.items() if sub.samples_per_shape is None}
+        comparison = compare_on_photos(
+            torch_runner(loaded.module),
+            {name: sub.session for name, sub in runtimes.items()},
+            pictures,
+            scale=int(loaded.task["scale"]),
+            artifacts={name: artifact_of(name, path, sub.session) for name, sub in runtimes.items()},
+        )
     return VerifyReport(
         source=loaded.source,
         onnx_path=path,
@@ -415,6 +439,7 @@ def verify(
         backends=verdicts,
         reference={"backend": "torch", "version": torch.__version__, "mode": "eager"},
         first_divergence=divergence,
+        photos=comparison,
     )
 
 
@@ -482,10 +507,24 @@ def write_report(report: VerifyReport, path: str | os.PathLike[str]) -> Path:
         errors += "<h3>First divergence</h3>" + table(["", ""], rows)
     sections = [
         ("Parity with PyTorch eager", table(PARITY_HEADERS, parity_rows(report)) + errors),
+        *_photo_sections(report),
         ("Error histograms (|runtime - PyTorch| per element, worst sample)", _histograms(report)),
         (f"Shapes checked ({report.samples} random samples each)", shapes),
     ]
     return write_html(path, f"ferry verify: {report.source}", sections, subtitle=str(report.onnx_path))
+
+
+def _photo_sections(report: VerifyReport) -> list[tuple[str, str]]:
+    """The per-runtime photo table and the first photo's centre from each runtime, side by side."""
+    if report.photos is None:
+        return []
+    from ferry.photos import PHOTO_HEADERS, photo_rows
+    from ferry.report import image_tag, table
+
+    cmp = report.photos
+    figures = "".join(image_tag(img, name) for name, img in cmp.crops.items())
+    title = f"x{cmp.scale} on real photos ({', '.join(cmp.photos)}), every runtime vs desktop PyTorch"
+    return [(title, table(PHOTO_HEADERS, photo_rows(cmp)) + f"<div>{figures}</div>")]
 
 
 def _histograms(report: VerifyReport) -> str:

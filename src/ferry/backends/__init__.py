@@ -41,7 +41,7 @@ class BackendRegistry:
 
 def _build_registry() -> BackendRegistry:
     from ferry.backends.executorch import ExecuTorchBackend
-    from ferry.backends.onnxruntime import OnnxRuntimeBackend
+    from ferry.backends.onnxruntime import OnnxRuntimeBackend, OrtFormatBackend
     from ferry.backends.openvino import OpenVinoBackend
     from ferry.backends.reference import ReferenceBackend
     from ferry.backends.torch import TorchBackend
@@ -50,6 +50,7 @@ def _build_registry() -> BackendRegistry:
     reg.register(TorchBackend())
     reg.register(OnnxRuntimeBackend(optimize=True))
     reg.register(OnnxRuntimeBackend(optimize=False))
+    reg.register(OrtFormatBackend())
     reg.register(ReferenceBackend())
     reg.register(OpenVinoBackend(force_f32=True))
     reg.register(OpenVinoBackend(force_f32=False))

@@ -103,3 +103,27 @@ class OnnxRuntimeBackend(Backend):
     def load(self, artifact: Any, **options: Any) -> OnnxRuntimeSession:
         self.require()
         return OnnxRuntimeSession(artifact, **{"optimize": self.optimize, **options})
+
+
+class OrtFormatBackend(OnnxRuntimeBackend):
+    """The model converted to ONNX Runtime's mobile ORT format (what ``ferry package --target
+    ort-mobile`` ships: optimizations fixed for ARM at conversion) and run from the ``.ort`` file."""
+
+    def __init__(self) -> None:
+        super().__init__(optimize=False)
+        self.name = "ort-format"
+
+    def load(self, artifact: Any, **options: Any) -> OnnxRuntimeSession:
+        import tempfile
+        from pathlib import Path
+
+        from ferry.package import ort_format
+
+        self.require()
+        with tempfile.TemporaryDirectory(prefix="ferry-ort-format-") as tmp:
+            ort_path, _ = ort_format(Path(artifact), Path(tmp))
+            session = OnnxRuntimeSession(ort_path, optimize=False, **options)
+            session.settings["ort_bytes"] = ort_path.stat().st_size
+        session.backend = self.name
+        session.settings["format"] = "ORT (optimizations fixed at conversion, target_platform arm)"
+        return session

@@ -130,7 +130,7 @@ def verify_cmd(
     if images is not None:
         data += image_data(loaded, images)
     with status("verifying", quiet_human(json_out)):
-        result = verify(loaded, file, inputs=specs_from(specs), config=cfg, data=data)
+        result = verify(loaded, file, inputs=specs_from(specs), config=cfg, data=data, photos=images)
     emit_json(json_out, result.to_dict())
     if report is not None:
         write_report(result, report)
@@ -166,6 +166,19 @@ def verify_cmd(
                 console.print(f"  source: {escape(div['source'])}")
             if div.get("hint"):
                 console.print(f"  hint: {escape(div['hint'])}")
+        if result.photos is not None:
+            from ferry.photos import PHOTO_HEADERS, photo_rows
+
+            cmp = result.photos
+            photo_table = Table(
+                title=f"x{cmp.scale} on {len(cmp.photos)} photo(s), every runtime vs desktop PyTorch (PSNR in dB)",
+                title_justify="left",
+            )
+            for col in PHOTO_HEADERS:
+                photo_table.add_column(col)
+            for prow in photo_rows(cmp):
+                photo_table.add_row(*(f"{c:.2f}" if isinstance(c, float) else escape(str(c)) for c in prow))
+            console.print(photo_table)
         if report is not None:
             console.print(f"report: {report}")
     if not result:

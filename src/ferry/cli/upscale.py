@@ -23,6 +23,10 @@ def upscale_cmd(
     model: Annotated[str, typer.Option(metavar="MODEL", help="zoo:NAME or an ONNX file exported by ferry.")] = (
         "zoo:superres"
     ),
+    scale: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="2, 3 or 4: the zoo's ESPCN for that factor (default x3).", show_default=False),
+    ] = None,
     backend: Annotated[
         str,
         typer.Option(
@@ -50,6 +54,7 @@ def upscale_cmd(
     """Super-resolve an image, a video or a folder (x3 with zoo:superres). Exit 1 if a file failed."""
     cfg = UpscaleConfig(
         model=model,
+        scale=scale,
         backend=backend,
         precision=precision,
         tile=tile,

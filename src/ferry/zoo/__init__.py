@@ -6,6 +6,7 @@ below (no import side effects).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -105,25 +106,35 @@ def _specs(*texts: str, names: tuple[str, ...]) -> tuple[InputSpec, ...]:
     return tuple(parse_input_spec(t).with_name(n) for t, n in zip(texts, names, strict=True))
 
 
+#: Upscale factors of the shipped ESPCN weights; x3 is ``zoo:superres``, the others ``superres_xN``.
+SUPERRES_SCALES = (3, 2)
+
+
+def superres_name(scale: int) -> str:
+    """The zoo name of the ESPCN model for an upscale factor."""
+    return "superres" if scale == 3 else f"superres_x{scale}"
+
+
 def _build_registry() -> Registry:
     from ferry.zoo import alexnet, srresnet, superres
 
     reg = Registry()
-    reg.register(
-        ZooModel(
-            name="superres",
-            summary="ESPCN super-resolution x3 (the PyTorch tutorial's SuperResolutionNet) on the Y channel",
-            factory=superres.SuperResolutionNet,
-            inputs=_specs("batch=1,1,height=224,width=224", names=("input",)),
-            outputs=("output",),
-            weights="superres_x3.safetensors",
-            weights_note="trained by ferry (ferry train superres) on images bundled with scikit-image and sporco",
-            # Outputs are pixel values in [0, 1]: 1e-4 is 1/40 of a grey level. f32 runtimes that
-            # reorder convolution sums (OpenVINO) reach a few 1e-5 on out-of-range random inputs.
-            tolerance=(1e-4, 1e-4),
-            task=superres.TASK,
+    for scale in SUPERRES_SCALES:
+        reg.register(
+            ZooModel(
+                name=superres_name(scale),
+                summary=f"ESPCN super-resolution x{scale} (the PyTorch tutorial's SuperResolutionNet) on the Y channel",
+                factory=functools.partial(superres.SuperResolutionNet, upscale_factor=scale),
+                inputs=_specs("batch=1,1,height=224,width=224", names=("input",)),
+                outputs=("output",),
+                weights=f"superres_x{scale}.safetensors",
+                weights_note="trained by ferry (ferry train superres) on images bundled with scikit-image and sporco",
+                # Outputs are pixel values in [0, 1]: 1e-4 is 1/40 of a grey level. f32 runtimes that
+                # reorder convolution sums (OpenVINO) reach a few 1e-5 on out-of-range random inputs.
+                tolerance=(1e-4, 1e-4),
+                task=superres.task(scale),
+            )
         )
-    )
     reg.register(
         ZooModel(
             name="srresnet",

@@ -11,14 +11,20 @@ import torch
 from torch import nn
 from torch.nn import init
 
-TASK: dict[str, Any] = {
-    "kind": "super-resolution",
-    "scale": 3,
-    "colour": "Y of full-range BT.601 YCbCr (PIL), float32 in [0, 1]; Cb/Cr upscaled bicubically",
-    "input_layout": "N x 1 x H x W",
-    "output_layout": "N x 1 x 3H x 3W",
-    "preprocess": "y",
-}
+
+def task(scale: int) -> dict[str, Any]:
+    """Task metadata of the Y-channel model at one upscale factor."""
+    return {
+        "kind": "super-resolution",
+        "scale": scale,
+        "colour": "Y of full-range BT.601 YCbCr (PIL), float32 in [0, 1]; Cb/Cr upscaled bicubically",
+        "input_layout": "N x 1 x H x W",
+        "output_layout": f"N x 1 x {scale}H x {scale}W",
+        "preprocess": "y",
+    }
+
+
+TASK: dict[str, Any] = task(3)
 
 
 class SuperResolutionNet(nn.Module):

@@ -1,0 +1,190 @@
+"""The tutorial's last step, for every target: super-resolve real photos on each runtime and
+compare the result with the desktop PyTorch one.
+
+Each photo is cropped to a multiple of the scale and downscaled bicubically (the standard
+degradation), then upscaled by PyTorch eager and by every runtime through the same YCbCr pipeline.
+Per runtime: PSNR of its RGB result against PyTorch's (how close to the desktop), PSNR on Y
+against the original photo (how good), the largest pixel difference from PyTorch, the median
+latency of the network on the photo, and the size of the file that runtime ships.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ferry import imaging
+from ferry.backends import Session
+from ferry.superres import Runner, super_resolve
+
+
+@dataclass
+class TargetPhotos:
+    """One runtime on the photos."""
+
+    backend: str
+    precision: str
+    psnr_vs_pytorch_db: float
+    psnr_vs_original_db: float
+    max_pixel_diff: int
+    median_ms: float
+    artifact: str
+    artifact_bytes: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PhotoComparison:
+    """Every runtime's numbers, PyTorch's own quality, and the images for the report."""
+
+    photos: list[str]
+    scale: int
+    pytorch_psnr_db: float
+    targets: list[TargetPhotos]
+    crops: dict[str, Image.Image] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "photos": self.photos,
+            "scale": self.scale,
+            "pytorch_psnr_vs_original_db": self.pytorch_psnr_db,
+            "targets": [t.to_dict() for t in self.targets],
+        }
+
+
+def _runner(session: Session) -> Runner:
+    name = session.inputs[0].name
+
+    def run(y: np.ndarray) -> np.ndarray:
+        return next(iter(session.run({name: y}).outputs.values()))
+
+    return run
+
+
+def _median_ms(runner: Runner, y: np.ndarray, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner(y)
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def compare_on_photos(
+    reference: Runner,
+    sessions: Mapping[str, Session],
+    photos: Sequence[tuple[str, Image.Image]],
+    *,
+    scale: int,
+    artifacts: Mapping[str, tuple[str, int | None]] | None = None,
+    border: int = 3,
+) -> PhotoComparison:
+    """Upscale each photo with PyTorch (``reference``) and with every session; compare.
+
+    Args:
+        reference: the PyTorch eager Y runner.
+        sessions: runtime name -> a session taking the Y plane.
+        photos: named high-resolution photos.
+        scale: the model's upscale factor.
+        artifacts: runtime name -> (file name, size in bytes) of what that runtime ships.
+    """
+    names: list[str] = []
+    ref_outputs: list[np.ndarray] = []
+    originals: list[np.ndarray] = []
+    lows: list[Image.Image] = []
+    ref_psnr: list[float] = []
+    crops: dict[str, Image.Image] = {}
+    for name, photo in photos:
+        hr = imaging.crop_to_multiple(photo.convert("RGB"), scale)
+        lr = imaging.downscale(hr, scale)
+        out = super_resolve(lr, reference)
+        names.append(name)
+        lows.append(lr)
+        ref_outputs.append(np.asarray(out))
+        originals.append(imaging.luminance(hr))
+        ref_psnr.append(imaging.psnr(originals[-1], imaging.luminance(out), border=border))
+        if len(names) == 1:
+            crops["original"] = _crop(hr)
+            crops["pytorch"] = _crop(out)
+    targets = []
+    for backend, session in sessions.items():
+        runner = _runner(session)
+        sq_err, count = 0.0, 0
+        vs_hr, worst, times = [], 0, []
+        for k, lr in enumerate(lows):
+            out = super_resolve(lr, runner)
+            arr = np.asarray(out)
+            diff = arr.astype(np.float64) - ref_outputs[k].astype(np.float64)
+            sq_err, count = sq_err + float(np.square(diff).sum()), count + diff.size
+            vs_hr.append(imaging.psnr(originals[k], imaging.luminance(out), border=border))
+            worst = max(worst, int(np.abs(arr.astype(np.int16) - ref_outputs[k].astype(np.int16)).max()))
+            times.append(_median_ms(runner, imaging.y_to_array(imaging.split_ycbcr(lr)[0])))
+            if k == 0:
+                crops[backend] = _crop(out)
+        file, size = (artifacts or {}).get(backend, ("", None))
+        targets.append(
+            TargetPhotos(
+                backend=backend,
+                precision=session.precision,
+                # pooled over all photos' pixels: one identical photo does not make the mean infinite
+                psnr_vs_pytorch_db=float("inf") if sq_err == 0 else 10 * np.log10(255.0**2 * count / sq_err),
+                psnr_vs_original_db=float(np.mean(vs_hr)),
+                max_pixel_diff=worst,
+                median_ms=float(np.median(times)),
+                artifact=file,
+                artifact_bytes=size,
+            )
+        )
+    return PhotoComparison(names, scale, float(np.mean(ref_psnr)), targets, crops)
+
+
+def _crop(img: Image.Image, size: int = 128) -> Image.Image:
+    """A centre crop, shown at 2x so that differences are visible."""
+    w, h = img.size
+    s = min(size, w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    return img.crop((left, top, left + s, top + s)).resize((2 * s, 2 * s), Image.Resampling.NEAREST)
+
+
+def artifact_of(backend: str, onnx_path: Path, session: Session) -> tuple[str, int | None]:
+    """The file a runtime ships and its size: the .pte for ExecuTorch, the .ort for the ORT
+    format, the ONNX file for the ONNX runtimes."""
+    program = getattr(session, "program", None)
+    if isinstance(program, bytes):
+        return "model.pte", len(program)
+    ort_bytes = session.settings.get("ort_bytes")
+    if isinstance(ort_bytes, int):
+        return "model.ort", ort_bytes
+    return onnx_path.name, os.path.getsize(onnx_path)
+
+
+PHOTO_HEADERS = [
+    "backend",
+    "precision",
+    "PSNR vs PyTorch",
+    "PSNR vs original",
+    "max px diff",
+    "median ms",
+    "file",
+    "size",
+]
+
+
+def photo_rows(comparison: PhotoComparison) -> list[list[object]]:
+    rows: list[list[object]] = [["torch (desktop)", "fp32", "reference", comparison.pytorch_psnr_db, 0, "", "", ""]]
+    for t in comparison.targets:
+        vs_ref = "identical" if t.psnr_vs_pytorch_db == float("inf") else t.psnr_vs_pytorch_db
+        size = "" if t.artifact_bytes is None else f"{t.artifact_bytes / 1024:.0f} KiB"
+        rows.append(
+            [t.backend, t.precision, vs_ref, t.psnr_vs_original_db, t.max_pixel_diff, t.median_ms, t.artifact, size]
+        )
+    return rows
