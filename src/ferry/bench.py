@@ -543,4 +543,4 @@ def write_bench_report(report: BenchReport, path: str | os.PathLike[str]) -> Pat
         ("Results", table(BENCH_HEADERS, bench_rows(report)) + f'<p class="muted">{esc(method)}</p>'),
         ("Machine", table(["", ""], machine_rows)),
     ]
-    return write_html(path, f"ferry bench: {report.source}", sections, subtitle=describe(m))
+    return write_html(path, f"ferry bench: {report.source}", sections, subtitle=f"{describe(m)};")
