@@ -85,5 +85,5 @@ def test_upscale_scale_option_picks_the_zoo_model(tmp_path: Path) -> None:
         assert res.scale == scale and res.files[0].size == (12 * scale, 10 * scale)
     with pytest.raises(UserError, match="upscales x2, not x3"):
         ferry.upscale(tmp_path / "p.png", tmp_path / "x.png", UpscaleConfig(model="zoo:superres_x2", scale=3))
-    with pytest.raises(UserError, match="the zoo has x2, x3"):
+    with pytest.raises(UserError, match="the zoo has x2, x3, x4"):
         ferry.upscale(tmp_path / "p.png", tmp_path / "x.png", UpscaleConfig(scale=5))

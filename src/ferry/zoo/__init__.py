@@ -107,7 +107,7 @@ def _specs(*texts: str, names: tuple[str, ...]) -> tuple[InputSpec, ...]:
 
 
 #: Upscale factors of the shipped ESPCN weights; x3 is ``zoo:superres``, the others ``superres_xN``.
-SUPERRES_SCALES = (3, 2)
+SUPERRES_SCALES = (3, 2, 4)
 
 
 def superres_name(scale: int) -> str:
