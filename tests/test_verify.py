@@ -77,7 +77,8 @@ def test_shape_variants_cover_batch_and_spatial_dims() -> None:
 
 def test_unknown_backend_lists_known(superres_onnx: Path) -> None:
     with pytest.raises(
-        UserError, match="known: executorch, onnxruntime, onnxruntime-noopt, openvino, openvino-default, ort-format, reference, torch"
+        UserError,
+        match="known: executorch, onnxruntime, onnxruntime-noopt, openvino, openvino-default, ort-format, reference, torch",
     ):
         ferry.verify("zoo:superres", superres_onnx, config=VerifyConfig(backends=("ort",)))
 
