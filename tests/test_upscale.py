@@ -105,3 +105,38 @@ def test_decompression_bomb_is_refused_and_other_files_go_on(tmp_path: Path, mon
     assert status["small.png"][0] == "done"
     assert status["big.png"][0] == "failed" and "decompression bomb" in status["big.png"][1]
     assert not (tmp_path / "out" / "big.png").exists()
+
+
+def _png16_rgb(path: Path, arr: np.ndarray) -> None:
+    """Write a 16-bit RGB PNG by hand (Pillow cannot write one)."""
+    import struct
+    import zlib
+
+    h, w, _ = arr.shape
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
+
+
+def test_16bit_grayscale_keeps_16_bits_and_16bit_rgb_is_reported(tmp_path: Path) -> None:
+    ramp = np.linspace(1000, 64000, 24 * 32).reshape(24, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    result = ferry.upscale(tmp_path / "g16.png", tmp_path / "g16_x3.png", UpscaleConfig(backend="torch"))
+    out = Image.open(tmp_path / "g16_x3.png")
+    big = np.asarray(out)
+    assert out.mode == "I;16" and big.shape == (72, 96)
+    assert big.max() > 255 and abs(big.mean() - ramp.mean()) < 0.02 * ramp.mean()  # not clipped to 255
+    assert not result.files[0].warning
+    ferry.upscale(tmp_path / "g16.png", tmp_path / "g16_x3.jpg", UpscaleConfig(backend="torch"))
+    assert Image.open(tmp_path / "g16_x3.jpg").mode == "L"  # JPEG holds 8 bits: scaled, not clipped
+    assert abs(np.asarray(Image.open(tmp_path / "g16_x3.jpg")).mean() - ramp.mean() / 257) < 3
+    rgb = np.stack([ramp, ramp[::-1], ramp], axis=-1)
+    _png16_rgb(tmp_path / "c16.png", rgb)
+    result = ferry.upscale(tmp_path / "c16.png", tmp_path / "c16_x3.png", UpscaleConfig(backend="torch"))
+    assert result and "16-bit RGB PNG read at 8 bits" in result.files[0].warning

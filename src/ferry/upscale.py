@@ -74,6 +74,7 @@ class FileResult:
     seconds: float = 0.0
     size: tuple[int, int] = (0, 0)
     error: str = ""
+    warning: str = ""
 
 
 @dataclass
@@ -106,6 +107,7 @@ class UpscaleResult:
                     "seconds": f.seconds,
                     "size": list(f.size),
                     "error": f.error,
+                    "warning": f.warning,
                 }
                 for f in self.files
             ],
@@ -234,6 +236,9 @@ class _Planes:
 
 
 def _split(img: Image.Image) -> _Planes:
+    if img.mode == "I;16":
+        y16 = np.asarray(img, dtype=np.float32) / 65535.0
+        return _Planes("I;16", np.ascontiguousarray(y16[None, None]))
     if img.mode in ("L", "LA"):
         alpha = img.getchannel("A") if img.mode == "LA" else None
         return _Planes(img.mode, imaging.y_to_array(img.getchannel("L")), alpha=alpha)
@@ -243,6 +248,8 @@ def _split(img: Image.Image) -> _Planes:
 
 
 def _merge(planes: _Planes, y_big: np.ndarray) -> Image.Image:
+    if planes.mode == "I;16":
+        return Image.fromarray(np.clip(np.rint(y_big[0, 0] * 65535.0), 0, 65535).astype(np.uint16))
     y = imaging.array_to_y(y_big)
     if planes.cb is None or planes.cr is None:
         out = y
@@ -264,6 +271,25 @@ def upscale_image(img: Image.Image, runner: Runner, scale: int) -> Image.Image:
     return _merge(planes, runner(planes.y))
 
 
+_WARNING = "ferry_warning"  # carried in the info dict from the reader to the report, never saved
+
+
+def _gray16(img: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (``I;16`` or 32-bit ``I`` holding 16-bit values) as ``I;16``."""
+    arr = np.clip(np.asarray(img, dtype=np.int64), 0, 65535).astype(np.uint16)
+    return Image.fromarray(arr)
+
+
+def _is_rgb16_png(path: Path) -> bool:
+    """PNG header: bit depth 16 with colour type RGB (2) or RGBA (6)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(26)
+    except OSError:
+        return False
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[24] == 16 and head[25] in (2, 6)
+
+
 def _open(path: Path) -> tuple[Image.Image, dict[str, Any]]:
     """Open an image upright (EXIF orientation applied) with the metadata worth carrying over."""
     from PIL import ImageOps, UnidentifiedImageError
@@ -278,8 +304,12 @@ def _open(path: Path) -> tuple[Image.Image, dict[str, Any]]:
         raise UserError(f"cannot read image {path}: {exc}") from exc
     if img.width == 0 or img.height == 0:
         raise UserError(f"{path} is an empty image")
-    if img.mode not in ("L", "LA", "RGB", "RGBA"):
+    if img.mode.startswith("I"):
+        img = _gray16(img)  # 16-bit grayscale keeps its 16 bits through the network
+    elif img.mode not in ("L", "LA", "RGB", "RGBA"):
         img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
+    if _is_rgb16_png(path):
+        info[_WARNING] = "16-bit RGB PNG read at 8 bits per channel (Pillow holds no 16-bit RGB); the output is 8-bit"
     if exif:
         exif.pop(0x0112, None)  # orientation: already applied to the pixels
         info["exif"] = exif.tobytes()
@@ -287,8 +317,12 @@ def _open(path: Path) -> tuple[Image.Image, dict[str, Any]]:
 
 
 def _save(img: Image.Image, target: Path, info: dict[str, Any], png_compression: int = 6) -> None:
+    info = {k: v for k, v in info.items() if k != _WARNING}
     if target.suffix.lower() in (".jpg", ".jpeg") and img.mode in ("RGBA", "LA"):
         img = img.convert("RGB" if img.mode == "RGBA" else "L")
+    if img.mode == "I;16" and target.suffix.lower() not in (".png", ".tif", ".tiff"):
+        # JPEG and WebP hold 8 bits: scale down (PIL's own conversion would clip at 255)
+        img = Image.fromarray(np.rint(np.asarray(img, dtype=np.float64) / 257.0).astype(np.uint8))
     with atomic_path(target) as tmp:
         options: dict[str, Any] = {"compress_level": png_compression} if target.suffix.lower() == ".png" else {}
         try:
@@ -466,6 +500,7 @@ def _run_jobs(
         if not (folder and target.exists() and not cfg.overwrite) and path.suffix.lower() not in VIDEO_SUFFIXES
     ]
     pending: deque[tuple[int, float, Future[tuple[int, int]] | FileResult]] = deque()
+    warnings: dict[int, str] = {}
 
     def report(item: FileResult) -> None:
         result.files.append(item)
@@ -481,7 +516,9 @@ def _run_jobs(
                 continue
             try:
                 size = work.result()
-                report(FileResult(path, target, "done", time.perf_counter() - began, size))
+                done = FileResult(path, target, "done", time.perf_counter() - began, size)
+                done.warning = warnings.get(k, "")
+                report(done)
             except UserError as exc:
                 report(FileResult(path, target, "failed", time.perf_counter() - began, error=str(exc)))
 
@@ -512,6 +549,8 @@ def _run_jobs(
             prefetch(k)
             try:
                 img, info = decoded.pop(k).result()
+                if info.get(_WARNING):
+                    warnings[k] = info[_WARNING]
                 planes = _split(img)
                 y_big = runner(planes.y)
             except UserError as exc:

@@ -87,6 +87,8 @@ def upscale_cmd(
             progress.update(frames, visible=False)
             if item.status == "failed":
                 progress.console.print(f"[red]failed[/red] {escape(item.error)}")
+            elif item.warning:
+                progress.console.print(f"[yellow]note[/yellow] {escape(item.source.name)}: {escape(item.warning)}")
 
         def on_status(text: str) -> None:
             progress.console.print(f"[dim]{escape(text)}[/dim]")
