@@ -117,3 +117,8 @@ def test_bench_exports_a_model_without_declared_inputs_dynamic_where_sizes_diffe
     report = bench(tiny("TinyConv"), config=cfg)
     assert report, [r.error for r in report.rows]
     assert {r.shape for r in report.rows} == {"1x3x8x8", "2x3x8x8", "1x3x16x12", "2x3x16x12"}
+
+
+def test_no_memory_leaves_the_peak_unmeasured(superres_onnx: Path) -> None:
+    cfg = BenchConfig(backends=("onnxruntime",), seconds=0.05, min_runs=3, memory=False)
+    assert all(r.peak_memory_bytes is None for r in bench(superres_onnx, config=cfg).rows)

@@ -8,6 +8,7 @@ same run, never from stored numbers.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import tempfile
@@ -426,7 +427,7 @@ def _bench_one(
     for b in backends:
         row = BenchRow(b.name, b.version() or "", "fp32", label, batch, threads)
         rows[b.name] = row
-        memory = PeakMemory()
+        memory = PeakMemory() if cfg.memory else contextlib.nullcontext(None)
         try:
             with memory:
                 start = time.perf_counter()
@@ -447,7 +448,7 @@ def _bench_one(
         except UserError as exc:
             row.error = str(exc)
             continue
-        if memory.added is not None:
+        if isinstance(memory, PeakMemory) and memory.added is not None:
             row.peak_memory_bytes = memory.added + (_module_bytes(loaded) if b.artifact == "torch" and loaded else 0)
         sessions[b.name] = session
 

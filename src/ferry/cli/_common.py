@@ -56,6 +56,10 @@ WeightsOpt = Annotated[
         show_default=False,
     ),
 ]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", metavar="FILE", help="Write a self-contained HTML report.", show_default=False),
+]
 JsonOpt = Annotated[
     str | None,
     typer.Option(

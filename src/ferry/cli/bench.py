@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ferry.bench import BENCH_HEADERS, BenchConfig, bench, bench_rows, write_bench_report
-from ferry.cli._common import ArgOpt, JsonOpt, WeightsOpt, console, emit_json, err_console, quiet_human
+from ferry.cli._common import ArgOpt, JsonOpt, ReportOpt, WeightsOpt, console, emit_json, err_console, quiet_human
 from ferry.errors import UserError
 from ferry.machine import describe
 from ferry.specs import parse_input_spec
@@ -61,10 +60,7 @@ def bench_cmd(
     arg: ArgOpt = None,
     weights: WeightsOpt = None,
     json_out: JsonOpt = None,
-    report: Annotated[
-        Path | None,
-        typer.Option("--report", metavar="FILE", help="Write a self-contained HTML report.", show_default=False),
-    ] = None,
+    report: ReportOpt = None,
 ) -> None:
     """Time a model on every runtime (interleaved runs), with ratios against PyTorch eager."""
     from ferry.specs import parse_kwargs

@@ -10,7 +10,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ferry.cli._common import ArgOpt, JsonOpt, WeightsOpt, console, emit_json, quiet_human, specs_from, status
+from ferry.cli._common import (
+    ArgOpt,
+    JsonOpt,
+    ReportOpt,
+    WeightsOpt,
+    console,
+    emit_json,
+    quiet_human,
+    specs_from,
+    status,
+)
 from ferry.compare import parse_tolerance
 from ferry.errors import VerificationError
 from ferry.models import load_model
@@ -104,10 +114,7 @@ def verify_cmd(
         typer.Option(metavar="NAME=RTOL,ATOL", help="Per-output NAME=RTOL,ATOL. Repeatable.", show_default=False),
     ] = None,
     json_out: JsonOpt = None,
-    report: Annotated[
-        Path | None,
-        typer.Option("--report", metavar="FILE", help="Write a self-contained HTML report.", show_default=False),
-    ] = None,
+    report: ReportOpt = None,
 ) -> None:
     """Compare PyTorch eager with ONNX runtimes on several samples and shapes. Exit 2 on mismatch."""
     tols = dict(parse_tolerance(t) for t in tolerance or [])
