@@ -9,7 +9,6 @@ place), so a failed run never leaves half a package.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ferry.cache import sha256_file
 from ferry.errors import InternalError, MissingDependencyError, UserError
 from ferry.models import LoadedModel
 from ferry.specs import InputSpec
@@ -117,14 +117,6 @@ class PackageResult:
             "seconds": self.seconds,
             "manifest": self.manifest,
         }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --- targets -----------------------------------------------------------------------------------
@@ -431,7 +423,7 @@ def _manifest(spec: Target, ctx: BuildContext, source: str, onnx_path: Path, wri
         "runtime_version": installed_version(spec.module, spec.module) or "",
         "ferry_version": __version__,
         "source": source,
-        "source_onnx_sha256": _sha256(onnx_path),
+        "source_onnx_sha256": sha256_file(onnx_path),
         "inputs": [
             {
                 "name": s.name,
@@ -444,7 +436,7 @@ def _manifest(spec: Target, ctx: BuildContext, source: str, onnx_path: Path, wri
         "outputs": list(ctx.output_names),
         "task": ctx.task,
         "files": {
-            name: {"bytes": (ctx.folder / name).stat().st_size, "sha256": _sha256(ctx.folder / name)}
+            name: {"bytes": (ctx.folder / name).stat().st_size, "sha256": sha256_file(ctx.folder / name)}
             for name in written
         },
         **ctx.extra,

@@ -22,7 +22,7 @@ from PIL import Image
 
 from ferry import imaging
 from ferry.backends import Session
-from ferry.superres import Runner, super_resolve
+from ferry.superres import Runner, session_runner, super_resolve
 
 
 @dataclass
@@ -59,15 +59,6 @@ class PhotoComparison:
             "pytorch_psnr_vs_original_db": self.pytorch_psnr_db,
             "targets": [t.to_dict() for t in self.targets],
         }
-
-
-def _runner(session: Session) -> Runner:
-    name = session.inputs[0].name
-
-    def run(y: np.ndarray) -> np.ndarray:
-        return next(iter(session.run({name: y}).outputs.values()))
-
-    return run
 
 
 def _median_ms(runner: Runner, y: np.ndarray, repeats: int = 3) -> float:
@@ -117,7 +108,7 @@ def compare_on_photos(
             crops["pytorch"] = _crop(out)
     targets = []
     for backend, session in sessions.items():
-        runner = _runner(session)
+        runner = session_runner(session)
         sq_err, count = 0.0, 0
         vs_hr, worst, times = [], 0, []
         for k, lr in enumerate(lows):

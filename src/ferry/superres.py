@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from ferry import imaging
+from ferry.backends.base import Session
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -26,6 +27,16 @@ def torch_runner(module: torch.nn.Module) -> Runner:
     def run(y: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return module(torch.from_numpy(np.ascontiguousarray(y))).numpy()
+
+    return run
+
+
+def session_runner(session: Session) -> Runner:
+    """Wrap a backend session whose single input is the Y plane as a runner."""
+    name = session.inputs[0].name
+
+    def run(y: np.ndarray) -> np.ndarray:
+        return next(iter(session.run({name: y}).outputs.values()))
 
     return run
 

@@ -26,6 +26,7 @@ from ferry.backends import REGISTRY, Session
 from ferry.cache import cache_dir, sha256_file
 from ferry.errors import UserError
 from ferry.machine import library_versions, machine
+from ferry.superres import session_runner
 
 PRECISIONS = ("auto", "fp32", "int8")
 # Runtimes tried on each file (those installed); openvino-default is OpenVINO at its own
@@ -95,15 +96,6 @@ def _load_cache(path: Path) -> dict[str, Any]:
 
 def _grey_levels(y: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(y * 255.0), 0, 255).astype(np.int16)
-
-
-def _y_runner(session: Session) -> Callable[[np.ndarray], np.ndarray]:
-    name = session.inputs[0].name
-
-    def run(y: np.ndarray) -> np.ndarray:
-        return next(iter(session.run({name: y}).outputs.values()))
-
-    return run
 
 
 def choose_runtime(
@@ -202,12 +194,12 @@ def choose_runtime(
     from ferry.superres import evaluate
 
     images = datasets.validation_images()
-    reference = _y_runner(REGISTRY.get("onnxruntime").load(os.fspath(path)))
+    reference = session_runner(REGISTRY.get("onnxruntime").load(os.fspath(path)))
     baseline = evaluate(reference, images, scale=scale).mean_model
     planes = [imaging.y_to_array(img.convert("RGB").convert("YCbCr").getchannel("Y")) for _, img in images]
     expected = [_grey_levels(reference(p)) for p in planes]
     for idx, session in sessions.items():
-        run = _y_runner(session)
+        run = session_runner(session)
         cand = candidates[idx]
         cand.psnr_drop_db = baseline - evaluate(run, images, scale=scale).mean_model
         diffs = np.concatenate(

@@ -23,7 +23,7 @@ from ferry import imaging
 from ferry._io import atomic_path
 from ferry.errors import UserError
 from ferry.imaging import IMAGE_SUFFIXES
-from ferry.superres import Runner, torch_runner
+from ferry.superres import Runner, session_runner, torch_runner
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 
@@ -216,12 +216,7 @@ class YChannelModel:
                 path = int8_copy(path)
             self.runtime = {"backend": backend, "precision": cfg.precision if cfg.precision != "auto" else "fp32"}
         session = open_session(path, backend, **({"threads": cfg.threads} if cfg.threads else {}))
-        name = session.inputs[0].name
-
-        def run(y: np.ndarray) -> np.ndarray:
-            return next(iter(session.run({name: y}).outputs.values()))
-
-        self.runner = run
+        self.runner = session_runner(session)
 
 
 @dataclass
