@@ -23,7 +23,15 @@ from ferry import datasets, imaging
 from ferry._io import atomic_path, write_json_atomic
 from ferry.errors import UserError
 from ferry.superres import Evaluation, evaluate, torch_runner
+from ferry.zoo.edsr import EDSRY
 from ferry.zoo.superres import SuperResolutionNet
+
+#: Trainable Y-channel architectures: name -> (model card name, constructor taking the scale).
+ARCHITECTURES: dict[str, tuple[str, Callable[[int], nn.Module]]] = {
+    "espcn": ("SuperResolutionNet (ESPCN)", lambda scale: SuperResolutionNet(upscale_factor=scale)),
+    "edsr": ("EDSRY (EDSR-style, 8 residual blocks of 32 channels, Y channel)", lambda scale: EDSRY(scale)),
+}
+LOSSES: dict[str, Callable[[], nn.Module]] = {"mse": nn.MSELoss, "l1": nn.L1Loss}
 
 # HR images are also used shrunk by these factors: more, sharper training content.
 PYRAMID = (1.0, 0.8, 0.6)
@@ -44,6 +52,8 @@ class TrainConfig:
         checkpoint: file to save progress to every ``checkpoint_every`` steps and to resume from.
         threads: torch intra-op threads (0 keeps torch's default).
         eval_every: steps between validation PSNR reports (0: only at the end).
+        arch: network to train, a key of :data:`ARCHITECTURES`.
+        loss: pixel loss, ``mse`` or ``l1`` (L1 trains residual networks to a higher PSNR).
     """
 
     out: Path
@@ -57,6 +67,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     threads: int = 0
     eval_every: int = 2000
+    arch: str = "espcn"
+    loss: str = "mse"
 
 
 @dataclass
@@ -141,7 +153,7 @@ def train_superres(
     on_step: Callable[[int, float], None] | None = None,
     on_eval: Callable[[int, Evaluation], None] | None = None,
 ) -> TrainResult:
-    """Train :class:`SuperResolutionNet` on the bundled images and write safetensors weights.
+    """Train a Y-channel upscaler (ESPCN or EDSR-style) on the bundled images; write safetensors weights.
 
     Args:
         cfg: run settings.
@@ -157,22 +169,31 @@ def train_superres(
         raise UserError(f"--scale must be 2, 3 or 4, got {cfg.scale}")
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.patch < 8:
         raise UserError("--steps and --batch-size must be positive and --patch at least 8")
+    if cfg.arch not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCHITECTURES)}")
+    if cfg.loss not in LOSSES:
+        raise UserError(f"unknown loss {cfg.loss!r}; known: {', '.join(LOSSES)}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model = SuperResolutionNet(upscale_factor=cfg.scale)
+    arch_name, build = ARCHITECTURES[cfg.arch]
+    model = build(cfg.scale)
+    identity = {"scale": cfg.scale, "seed": cfg.seed, "arch": cfg.arch}
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, elapsed, history = 0, 0.0, []
     if cfg.checkpoint is not None and cfg.checkpoint.is_file():
         ckpt = torch.load(cfg.checkpoint, map_location="cpu", weights_only=True)
-        if ckpt.get("config", {}).get("scale") != cfg.scale or ckpt.get("config", {}).get("seed") != cfg.seed:
-            raise UserError(f"checkpoint {cfg.checkpoint} was made with other --scale/--seed; remove it or match them")
+        made = {"arch": "espcn", **ckpt.get("config", {})}
+        if made != identity:
+            raise UserError(
+                f"checkpoint {cfg.checkpoint} was made with other --scale/--seed/--arch; remove it or match them"
+            )
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         start, elapsed, history = int(ckpt["step"]), float(ckpt["seconds"]), list(ckpt["history"])
     sampler = PatchSampler(datasets.training_images(), cfg.scale, cfg.patch)
     val = datasets.validation_images()
-    loss_fn = nn.MSELoss()
+    loss_fn = LOSSES[cfg.loss]()
     t0 = time.perf_counter() - elapsed
     model.train()
     for step in range(start, cfg.steps):
@@ -200,7 +221,7 @@ def train_superres(
                 "step": done,
                 "seconds": time.perf_counter() - t0,
                 "history": history,
-                "config": {"scale": cfg.scale, "seed": cfg.seed},
+                "config": identity,
             }
             with atomic_path(cfg.checkpoint) as tmp:
                 torch.save(state, tmp)
@@ -214,7 +235,7 @@ def train_superres(
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     card_path = out.with_suffix(".json")
     card = {
-        "model": "SuperResolutionNet (ESPCN)",
+        "model": arch_name,
         "scale": cfg.scale,
         "trained_by": "ferry train superres",
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "checkpoint")},

@@ -45,6 +45,7 @@ def _build_registry() -> BackendRegistry:
     from ferry.backends.openvino import OpenVinoBackend
     from ferry.backends.reference import ReferenceBackend
     from ferry.backends.torch import TorchBackend
+    from ferry.backends.web import OrtWebBackend
 
     reg = BackendRegistry()
     reg.register(TorchBackend())
@@ -55,6 +56,7 @@ def _build_registry() -> BackendRegistry:
     reg.register(OpenVinoBackend(force_f32=True))
     reg.register(OpenVinoBackend(force_f32=False))
     reg.register(ExecuTorchBackend())
+    reg.register(OrtWebBackend())
     return reg
 
 

@@ -1,0 +1,196 @@
+"""ONNX Runtime Web (WebAssembly) in headless Chromium: the browser as a verify backend.
+
+A session serves the model, onnxruntime-web's files and a small harness page from 127.0.0.1,
+opens it in Chromium through Playwright and runs the model in the page. Arrays cross into the
+page and back as base64 bytes; the time reported for a run is the page's own ``session.run``
+time (``performance.now``), not the transfer.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferry.backends.base import Backend, BackendInfo, RunOutput, Session, TensorInfo
+from ferry.errors import MissingDependencyError, UserError
+
+_HARNESS = """<!doctype html>
+<html><head><meta charset="utf-8"><title>ferry ort-web harness</title>
+<script src="ort.wasm.min.js"></script></head>
+<body><script>
+"use strict";
+let session = null;
+const TYPED = {float32: Float32Array, float64: Float64Array, uint8: Uint8Array, int8: Int8Array,
+  int32: Int32Array, int64: BigInt64Array, bool: Uint8Array};
+function decode(b64, type) {
+  const bin = atob(b64);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return new TYPED[type](bytes.buffer);
+}
+function encode(typed) {
+  const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+window.ferryLoad = async (url, threads) => {
+  ort.env.wasm.wasmPaths = "./";
+  if (threads > 0) ort.env.wasm.numThreads = threads;
+  session = await ort.InferenceSession.create(url, {executionProviders: ["wasm"], graphOptimizationLevel: "all"});
+  return {isolated: self.crossOriginIsolated, threads: ort.env.wasm.numThreads, version: ort.env.versions.web};
+};
+window.ferryRun = async (feeds) => {
+  const tensors = {};
+  for (const [name, f] of Object.entries(feeds)) tensors[name] = new ort.Tensor(f.type, decode(f.data, f.type), f.dims);
+  const t0 = performance.now();
+  const out = await session.run(tensors);
+  const ms = performance.now() - t0;
+  const result = {};
+  for (const [name, v] of Object.entries(out)) result[name] = {type: v.type, dims: Array.from(v.dims), data: encode(v.data)};
+  return {ms, outputs: result};
+};
+</script></body></html>
+"""
+
+# ONNX TensorProto element types -> numpy dtype names (those onnxruntime-web's wasm build takes).
+_ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 11: "float64"}
+
+
+def _tensor_infos(values: Any) -> tuple[TensorInfo, ...]:
+    infos = []
+    for v in values:
+        t = v.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim)
+        infos.append(TensorInfo(v.name, _ONNX_TYPES.get(t.elem_type, f"onnx-type-{t.elem_type}"), dims))
+    return tuple(infos)
+
+
+def _shutdown(stack: contextlib.ExitStack) -> None:
+    stack.close()
+
+
+class OrtWebSession(Session):
+    backend = "ort-web"
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int = 0) -> None:
+        super().__init__()
+        import onnx
+
+        from ferry import web
+
+        dist = web.ort_web_dist()
+        if dist is None:
+            raise MissingDependencyError(web.ORT_WEB_HINT)
+        proto = onnx.load(os.fspath(path), load_external_data=False)
+        weights = {t.name for t in proto.graph.initializer}
+        self.inputs = _tensor_infos(i for i in proto.graph.input if i.name not in weights)
+        self.outputs = _tensor_infos(proto.graph.output)
+        unsupported = [i.describe() for i in (*self.inputs, *self.outputs) if i.dtype.startswith("onnx-type")]
+        if unsupported:
+            raise UserError(f"ort-web: this harness cannot pass tensors of {', '.join(unsupported)}")
+        self._stack = contextlib.ExitStack()
+        self._finalizer = weakref.finalize(self, _shutdown, self._stack)
+        try:
+            folder = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="ferry-ort-web-")))
+            web.copy_runtime(dist, folder)
+            shutil.copyfile(path, folder / "model.onnx")
+            (folder / "harness.html").write_text(_HARNESS, encoding="utf-8")
+            base = self._stack.enter_context(web.serve(folder))
+            browser = self._stack.enter_context(web.Browser())
+            self._page = browser.page(base + "harness.html")
+            try:
+                loaded = self._page.evaluate("([url, threads]) => ferryLoad(url, threads)", ["model.onnx", threads])
+            except Exception as exc:  # playwright's Error carries the page's exception text
+                raise UserError(f"ONNX Runtime Web cannot load {path}: {_first_line(exc)}") from exc
+        except BaseException:
+            self.close()
+            raise
+        self.settings = {
+            "precision": "fp32",
+            "execution_provider": "wasm",
+            "onnxruntime_web": loaded.get("version") or web.ort_web_version(dist),
+            "chromium": browser.version,
+            "threads": loaded.get("threads"),
+            "cross_origin_isolated": loaded.get("isolated"),
+            "timing": "session.run inside the page (performance.now), without the transfer",
+        }
+        self._last_ms = 0.0
+
+    def run(self, feeds: Any) -> RunOutput:
+        result = super().run(feeds)
+        return RunOutput(outputs=result.outputs, seconds=self._last_ms / 1000)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        payload = {
+            name: {
+                "type": str(arr.dtype),
+                "dims": list(arr.shape),
+                "data": base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode("ascii"),
+            }
+            for name, arr in feeds.items()
+        }
+        try:
+            answer = self._page.evaluate("(feeds) => ferryRun(feeds)", payload)
+        except Exception as exc:  # playwright's Error carries the page's exception text
+            raise UserError(f"ONNX Runtime Web failed to run the model: {_first_line(exc)}") from exc
+        self._last_ms = float(answer["ms"])
+        outputs = {}
+        for info in self.outputs:
+            out = answer["outputs"][info.name]
+            raw = base64.b64decode(out["data"])
+            outputs[info.name] = np.frombuffer(raw, dtype=np.dtype(out["type"])).reshape(out["dims"]).copy()
+        return outputs
+
+    def close(self) -> None:
+        """Stop the browser and the local server, and remove the served folder."""
+        self._finalizer()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:400]
+
+
+class OrtWebBackend(Backend):
+    """ONNX Runtime Web's WebAssembly build, run by headless Chromium (what ``--target web`` ships)."""
+
+    name = "ort-web"
+    artifact = "onnx"
+    extra = "web"
+
+    def version(self) -> str | None:
+        from ferry import web
+
+        if web.missing():
+            return None
+        dist = web.ort_web_dist()
+        return web.ort_web_version(dist) if dist else None
+
+    def info(self) -> BackendInfo:
+        from ferry import web
+
+        reason = web.missing()
+        return BackendInfo(self.name, self.version() or "", not reason, reason)
+
+    def require(self) -> None:
+        from ferry import web
+
+        reason = web.missing()
+        if reason:
+            raise MissingDependencyError(f"ort-web: {reason}")
+
+    def load(self, artifact: Any, **options: Any) -> OrtWebSession:
+        self.require()
+        return OrtWebSession(artifact, threads=int(options.get("threads") or 0))
+
+
+__all__ = ["OrtWebBackend", "OrtWebSession"]
