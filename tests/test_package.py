@@ -14,6 +14,8 @@ from ferry.package import TARGETS
 from ferry.specs import parse_input_spec
 
 SMALL = [parse_input_spec("batch=1,1,height=32,width=32").with_name("input")]
+#: Targets that ship something other than the Y-channel model, with the test that runs them.
+OWN_TESTS = {"web": "tests/test_web.py (the uint8 RGB page, upscaling a photo in Chromium)"}
 
 
 def _eager(x: np.ndarray) -> np.ndarray:
@@ -40,7 +42,12 @@ def _run_package(target: str, folder: Path, x: np.ndarray) -> np.ndarray:
     return session.run({"input": x}).outputs["output"]
 
 
-@pytest.mark.parametrize("target", TARGETS.names())
+def test_every_target_is_exercised() -> None:
+    for target, test in OWN_TESTS.items():
+        assert target in TARGETS.names() and Path(__file__).parent.parent.joinpath(test.split()[0]).is_file()
+
+
+@pytest.mark.parametrize("target", [t for t in TARGETS.names() if t not in OWN_TESTS])
 def test_every_target_packages_superres_and_the_package_computes_the_same(tmp_path: Path, target: str) -> None:
     if not TARGETS.get(target).available():
         pytest.skip(f"{target}: its converter is not installed (pip install 'ferry[{TARGETS.get(target).extra}]')")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,11 @@ def test_every_backend_reports_a_version_and_runs(superres_onnx: Path) -> None:
     x = np.random.default_rng(0).random((1, 1, 16, 16), dtype=np.float32)
     for name in REGISTRY.names():
         backend = REGISTRY.get(name)
-        assert backend.info().available, name
+        if not backend.info().available and not os.environ.get("CI"):
+            # CI installs every runtime (.ci/run); elsewhere a system one (Chromium) may be absent.
+            assert backend.info().reason, name
+            continue
+        assert backend.info().available, f"{name}: {backend.info().reason}"
         artifact = model.module if backend.artifact == "torch" else str(superres_onnx)
         from ferry.backends.base import TensorInfo
 

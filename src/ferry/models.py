@@ -83,6 +83,7 @@ def rgb_io_model(model: LoadedModel) -> LoadedModel:
         task={
             **model.task,
             "io": RGB_IO,
+            "colour": "uint8 RGB in and out; full-range BT.601 YCbCr (PIL) and bicubic chroma inside the graph",
             "input_layout": "H x W x 3 uint8 RGB",
             "output_layout": f"{scale}H x {scale}W x 3 uint8 RGB",
             "preprocess": "rgb-uint8",

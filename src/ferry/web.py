@@ -10,6 +10,7 @@ download.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import http.server
@@ -144,29 +145,35 @@ def serve(folder: str | os.PathLike[str]) -> Iterator[str]:
 
 
 class Browser:
-    """Headless Chromium driven by Playwright; :meth:`close` (or ``with``) stops it."""
+    """Headless Chromium driven by Playwright's sync API.
+
+    Playwright runs one event loop per thread and cannot start twice in a thread, so every
+    caller shares the thread's browser through :func:`browser`; each caller opens its own pages
+    and closes them. The browser stops when the process exits.
+    """
 
     def __init__(self) -> None:
         from ferry.backends.base import installed_version
 
         if installed_version("playwright", "playwright") is None:
             raise MissingDependencyError(PLAYWRIGHT_HINT)
-        if chromium_path() is None:
+        executable = chromium_path()
+        if executable is None:
             raise MissingDependencyError(CHROMIUM_HINT)
         from playwright.sync_api import sync_playwright
 
         self._pw = sync_playwright().start()
         try:
-            self._browser = self._pw.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
+            self._browser = self._pw.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS))
         except Exception:
             self._pw.stop()
             raise
-        self.version = self._browser.version
-        self._context = self._browser.new_context()
+        self.version: str = self._browser.version
 
     def page(self, url: str, *, timeout_s: float = 60.0) -> Any:
-        """Open a page and wait until it has loaded."""
-        page = self._context.new_page()
+        """Open a page in a fresh context (no shared cache or storage) and wait until it has loaded."""
+        context = self._browser.new_context()
+        page = context.new_page()
         page.set_default_timeout(timeout_s * 1000)
         page.goto(url)
         return page
@@ -177,8 +184,41 @@ class Browser:
         with contextlib.suppress(Exception):
             self._pw.stop()
 
-    def __enter__(self) -> Browser:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+_BROWSERS: dict[int, Browser] = {}
+
+
+def browser() -> Browser:
+    """This thread's headless Chromium, started on first use."""
+    while _ORPHANS:  # pages whose owners were garbage-collected: closed here, in plain code
+        close_page(_ORPHANS.pop())
+    key = threading.get_ident()
+    if key not in _BROWSERS:
+        if not _BROWSERS:
+            atexit.register(_close_browsers)
+        _BROWSERS[key] = Browser()
+    return _BROWSERS[key]
+
+
+def close_page(page: Any) -> None:
+    """Close a page and its context (errors ignored: the browser may be gone already)."""
+    with contextlib.suppress(Exception):
+        page.context.close()
+
+
+_ORPHANS: list[Any] = []
+
+
+def discard_page(page: Any) -> None:
+    """Queue a page for closing by the next :func:`browser` call.
+
+    For finalizers: the garbage collector may run one inside Playwright's own event loop, where a
+    sync call would wait for itself forever.
+    """
+    _ORPHANS.append(page)
+
+
+def _close_browsers() -> None:
+    for b in _BROWSERS.values():
+        b.close()
+    _BROWSERS.clear()

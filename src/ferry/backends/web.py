@@ -74,7 +74,11 @@ def _tensor_infos(values: Any) -> tuple[TensorInfo, ...]:
     return tuple(infos)
 
 
-def _shutdown(stack: contextlib.ExitStack) -> None:
+def _shutdown(stack: contextlib.ExitStack, pages: list[Any]) -> None:
+    from ferry import web
+
+    while pages:
+        web.discard_page(pages.pop())  # no Playwright call here: see web.discard_page
     stack.close()
 
 
@@ -98,15 +102,17 @@ class OrtWebSession(Session):
         if unsupported:
             raise UserError(f"ort-web: this harness cannot pass tensors of {', '.join(unsupported)}")
         self._stack = contextlib.ExitStack()
-        self._finalizer = weakref.finalize(self, _shutdown, self._stack)
+        self._pages: list[Any] = []
+        self._finalizer = weakref.finalize(self, _shutdown, self._stack, self._pages)
         try:
             folder = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="ferry-ort-web-")))
             web.copy_runtime(dist, folder)
             shutil.copyfile(path, folder / "model.onnx")
             (folder / "harness.html").write_text(_HARNESS, encoding="utf-8")
             base = self._stack.enter_context(web.serve(folder))
-            browser = self._stack.enter_context(web.Browser())
+            browser = web.browser()
             self._page = browser.page(base + "harness.html")
+            self._pages.append(self._page)
             try:
                 loaded = self._page.evaluate("([url, threads]) => ferryLoad(url, threads)", ["model.onnx", threads])
             except Exception as exc:  # playwright's Error carries the page's exception text
@@ -151,7 +157,11 @@ class OrtWebSession(Session):
         return outputs
 
     def close(self) -> None:
-        """Stop the browser and the local server, and remove the served folder."""
+        """Close the page, stop the local server and remove the served folder."""
+        from ferry import web
+
+        while self._pages:
+            web.close_page(self._pages.pop())
         self._finalizer()
 
 
