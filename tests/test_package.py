@@ -38,6 +38,9 @@ def _run_package(target: str, folder: Path, x: np.ndarray) -> np.ndarray:
 
         compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         return np.asarray(compiled(x)[0])
+    if target == "litert":
+        session = ferry.backends.get_backend("litert").load(folder / "model.tflite", inputs=SMALL, outputs=["output"])
+        return session.run({"input": x}).outputs["output"]
     session = ferry.backends.get_backend("executorch").load(folder / "model.pte", inputs=SMALL, outputs=["output"])
     return session.run({"input": x}).outputs["output"]
 
@@ -56,12 +59,14 @@ def test_every_target_packages_superres_and_the_package_computes_the_same(tmp_pa
     assert result and (folder / "manifest.json").is_file() and (folder / "README.md").is_file()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["target"] == target and manifest["source"] == "zoo:superres"
-    assert manifest["task"]["preprocess"] == "y" and manifest["inputs"][0]["dynamic_axes"] == {
-        "0": "batch", "2": "height", "3": "width"
-    }  # fmt: skip
+    static = manifest.get("static_shapes", False)
+    assert manifest["task"]["preprocess"] == "y" and manifest["inputs"][0]["dynamic_axes"] == (
+        {} if static else {"0": "batch", "2": "height", "3": "width"}
+    )
     for name, entry in manifest["files"].items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"]
-    x = np.random.default_rng(0).random((1, 1, 40, 24), dtype=np.float32)  # not the packaging size
+    # not the packaging size, except on static-shape targets (which say so in the manifest)
+    x = np.random.default_rng(0).random((1, 1, 32, 32) if static else (1, 1, 40, 24), dtype=np.float32)
     np.testing.assert_allclose(_run_package(target, folder, x), _eager(x), atol=1e-4)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 

@@ -1,10 +1,11 @@
-"""Small file helpers: atomic writes so a failed command never leaves a half-written file."""
+"""Small file helpers: atomic writes so a failed command never leaves a half-written file; quiet native libraries."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,3 +46,25 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> Path:
 def write_json_atomic(target: str | os.PathLike[str], data: Any) -> Path:
     """Write ``data`` as indented JSON to ``target`` atomically."""
     return write_text_atomic(target, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def native_output_silenced() -> Iterator[None]:
+    """Silence what C/C++ libraries print straight to file descriptors 1 and 2.
+
+    ``contextlib.redirect_stdout`` only reaches Python code; runtimes such as LiteRT write their
+    banners from C++.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)

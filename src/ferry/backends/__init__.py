@@ -41,6 +41,7 @@ class BackendRegistry:
 
 def _build_registry() -> BackendRegistry:
     from ferry.backends.executorch import ExecuTorchBackend
+    from ferry.backends.litert import LiteRTBackend
     from ferry.backends.onnxruntime import OnnxRuntimeBackend, OrtFormatBackend
     from ferry.backends.openvino import OpenVinoBackend
     from ferry.backends.reference import ReferenceBackend
@@ -57,6 +58,7 @@ def _build_registry() -> BackendRegistry:
     reg.register(OpenVinoBackend(force_f32=False))
     reg.register(ExecuTorchBackend())
     reg.register(OrtWebBackend())
+    reg.register(LiteRTBackend())
     return reg
 
 

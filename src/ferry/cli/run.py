@@ -153,6 +153,8 @@ def verify_cmd(
             table.add_row(*(c if "[/" in c else escape(c) for c in cells))
         console.print(table)
         for name, b in result.backends.items():
+            for note in b.notes:  # what was not run there and why (static shapes, refused models)
+                console.print(f"[yellow]{name}[/yellow] {escape(note)}")
             if not b.gating:
                 continue  # informational backends are in the table, their details in the JSON
             for err in b.errors:
