@@ -38,6 +38,17 @@ def _run_package(target: str, folder: Path, x: np.ndarray) -> np.ndarray:
 
         compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         return np.asarray(compiled(x)[0])
+    if target == "mnn":
+        import MNN.expr as F
+        import MNN.nn
+
+        from ferry.backends.mnn import WINOGRAD_LIMITED, WINOGRAD_MEMORY_LEVEL
+
+        runtime = MNN.nn.create_runtime_manager(({"backend": "CPU", "precision": "high"},))
+        runtime.set_hint(WINOGRAD_MEMORY_LEVEL, WINOGRAD_LIMITED)  # as the package's README says
+        net = MNN.nn.load_module_from_file(str(folder / "model.mnn"), ["input"], ["output"], runtime_manager=runtime)
+        out = F.convert(net.forward([F.const(x, list(x.shape), F.NCHW)])[0], F.NCHW)
+        return np.array(out.read()).reshape(out.shape)
     if target == "litert":
         session = ferry.backends.get_backend("litert").load(folder / "model.tflite", inputs=SMALL, outputs=["output"])
         return session.run({"input": x}).outputs["output"]

@@ -42,6 +42,7 @@ class BackendRegistry:
 def _build_registry() -> BackendRegistry:
     from ferry.backends.executorch import ExecuTorchBackend
     from ferry.backends.litert import LiteRTBackend
+    from ferry.backends.mnn import MnnBackend
     from ferry.backends.onnxruntime import OnnxRuntimeBackend, OrtFormatBackend
     from ferry.backends.openvino import OpenVinoBackend
     from ferry.backends.reference import ReferenceBackend
@@ -59,6 +60,7 @@ def _build_registry() -> BackendRegistry:
     reg.register(ExecuTorchBackend())
     reg.register(OrtWebBackend())
     reg.register(LiteRTBackend())
+    reg.register(MnnBackend())
     return reg
 
 
