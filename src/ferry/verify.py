@@ -222,19 +222,31 @@ class _Subject:
     samples_per_shape: int | None
 
 
-def _open_backends(names: Sequence[str], path: Path) -> dict[str, _Subject]:
-    """Load each ONNX backend named (``all``: every installed one)."""
+def _open_backends(names: Sequence[str], path: Path) -> tuple[dict[str, _Subject], dict[str, str]]:
+    """Load each ONNX backend named (``all``: every installed one).
+
+    Under ``all``, a target that cannot take the model (``may_refuse``: MNN's converter, a
+    reduced build) is recorded with its reason instead of failing the run.
+    """
     chosen = REGISTRY.resolve(list(names))
     every = list(names) == ["all"]
     sessions: dict[str, _Subject] = {}
+    refused: dict[str, str] = {}
     for b in chosen:
         if b.artifact != "onnx":
             continue  # torch is the reference; module backends are opened once the specs are known
+        try:
+            session = b.load(os.fspath(path))
+        except UserError as exc:
+            if not (every and b.may_refuse):
+                raise
+            refused[b.name] = str(exc)
+            continue
         gating = not (every and b.informational_in_all)
-        sessions[b.name] = _Subject(b.load(os.fspath(path)), b.version() or "", gating, b.samples_per_shape)
-    if not sessions and not any(b.artifact == "module" for b in chosen):
+        sessions[b.name] = _Subject(session, b.version() or "", gating, b.samples_per_shape)
+    if not sessions and not refused and not any(b.artifact == "module" for b in chosen):
         raise UserError(f"no ONNX backend among {', '.join(names)}; installed: {', '.join(REGISTRY.installed())}")
-    return sessions
+    return sessions, refused
 
 
 def _open_module_backends(
@@ -254,7 +266,7 @@ def _open_module_backends(
         try:
             session = b.load(module, inputs=specs, outputs=output_names)
         except UserError as exc:
-            if not every:
+            if not (every and b.may_refuse):
                 raise
             refused[b.name] = str(exc)
             continue
@@ -335,7 +347,7 @@ def verify(
     if not declared and not data:
         raise UserError(f"no input shapes known for {path}; give --input specs or files")
     specs = named_inputs(loaded, declared) if declared else ()
-    sessions = _open_backends(cfg.backends, path)
+    sessions, onnx_refused = _open_backends(cfg.backends, path)
     if sessions:
         graph_inputs, graph_outputs = (
             next(iter(sessions.values())).session.inputs,
@@ -353,6 +365,7 @@ def verify(
     output_names = [o.name for o in graph_outputs]
     module_sessions, refused = _open_module_backends(cfg.backends, loaded.module, specs, output_names)
     sessions |= module_sessions
+    refused = onnx_refused | refused
     if not sessions and not refused:
         raise UserError(f"no backend among {', '.join(cfg.backends)} could load the model")
     # PyTorch is held to the ONNX file's input contract (names, dtypes, static dims).

@@ -137,6 +137,9 @@ class Backend(ABC):
     #: when brought in by ``--backends all``, report this backend without letting it fail the
     #: verdict (a runtime's lossy default precision); named explicitly, it gates like any other.
     informational_in_all: bool = False
+    #: a deployment target whose converter or reduced build may not take every model: under
+    #: ``--backends all`` its refusal is reported with the reason instead of failing the run.
+    may_refuse: bool = False
     #: run at most this many samples per shape (slow backends); ``None``: all of them.
     samples_per_shape: int | None = None
 

@@ -186,6 +186,7 @@ class ExecuTorchBackend(Backend):
     name = "executorch"
     artifact = "module"
     extra = "executorch"
+    may_refuse = True
 
     def version(self) -> str | None:
         return installed_version("executorch", "executorch")

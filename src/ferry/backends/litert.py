@@ -107,14 +107,15 @@ class LiteRTSession(Session):
             "tflite_bytes": len(flatbuffer),
         }
 
-    def rename_inputs(self, names: Sequence[str]) -> None:
-        """Give the inputs the model's names (litert-torch calls them args_0, args_1...)."""
-        if len(names) == len(self.inputs):
-            self.inputs = tuple(TensorInfo(n, i.dtype, i.shape) for n, i in zip(names, self.inputs, strict=True))
+    def adopt_specs(self, specs: Sequence[InputSpec]) -> None:
+        """Take the model's input names (litert-torch calls them args_0...) and dtypes: LiteRT
+        computes int64 inputs in int32, so feeds are cast to what the interpreter holds."""
+        if len(specs) == len(self.inputs):
+            self.inputs = tuple(TensorInfo(s.name, s.dtype, i.shape) for s, i in zip(specs, self.inputs, strict=True))
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for info, detail in zip(self.inputs, self._in, strict=True):
-            self._interp.set_tensor(detail["index"], np.ascontiguousarray(feeds[info.name]))
+            self._interp.set_tensor(detail["index"], np.ascontiguousarray(feeds[info.name], dtype=detail["dtype"]))
         try:
             self._interp.invoke()
         except (ValueError, RuntimeError) as exc:
@@ -130,6 +131,7 @@ class LiteRTBackend(Backend):
     name = "litert"
     artifact = "module"
     extra = "litert"
+    may_refuse = True
 
     def version(self) -> str | None:
         if installed_version("litert_torch", "litert-torch") is None:
@@ -147,5 +149,5 @@ class LiteRTBackend(Backend):
             session = LiteRTSession(Path(artifact).read_bytes(), outputs, threads=threads)
         else:
             raise UserError("the litert backend takes a PyTorch module or a .tflite file")
-        session.rename_inputs([s.name for s in specs])
+        session.adopt_specs(specs)
         return session

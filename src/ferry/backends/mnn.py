@@ -44,7 +44,11 @@ def convert(onnx_path: str | os.PathLike[str], mnn_path: str | os.PathLike[str])
             for line in (proc.stdout + proc.stderr).splitlines()
             if "error" in line.lower() or "failed" in line.lower() or "not support" in line.lower()
         ]
-        raise UserError(f"MNN cannot convert the model: {'; '.join(errors)[:400] or f'exit code {proc.returncode}'}")
+        if not errors:
+            tail = [line.strip() for line in proc.stdout.splitlines() if line.strip()][-1:]
+            how = f"crashed (signal {-proc.returncode})" if proc.returncode < 0 else f"exit code {proc.returncode}"
+            errors = [f"the converter {how}" + (f" after: {tail[0]}" if tail else "")]
+        raise UserError(f"MNN cannot convert the model: {'; '.join(errors)[:400]}")
 
 
 class MnnSession(Session):
@@ -103,9 +107,10 @@ class MnnSession(Session):
         args = []
         for info in self.inputs:
             arr = np.ascontiguousarray(feeds[info.name])
-            if arr.dtype == np.int64:
-                arr = arr.astype(np.int32)  # MNN's integer tensors are int32
-            args.append(F.const(arr, list(arr.shape), F.NCHW))
+            if arr.dtype.kind in "iub":
+                args.append(F.const(arr.astype(np.int32), list(arr.shape), F.NCHW, F.int))  # MNN's ints are int32
+            else:
+                args.append(F.const(arr.astype(np.float32), list(arr.shape), F.NCHW, F.float))
         try:
             values = self._net.forward(args)
         except Exception as exc:  # MNN raises plain exceptions with its status text
@@ -124,6 +129,7 @@ class MnnBackend(Backend):
     name = "mnn"
     artifact = "onnx"
     extra = "mnn"
+    may_refuse = True
 
     def version(self) -> str | None:
         return installed_version("MNN", "mnn")

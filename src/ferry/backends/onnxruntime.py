@@ -109,6 +109,8 @@ class OrtFormatBackend(OnnxRuntimeBackend):
     """The model converted to ONNX Runtime's mobile ORT format (what ``ferry package --target
     ort-mobile`` ships: optimizations fixed for ARM at conversion) and run from the ``.ort`` file."""
 
+    may_refuse = True
+
     def __init__(self) -> None:
         super().__init__(optimize=False)
         self.name = "ort-format"

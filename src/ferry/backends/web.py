@@ -176,6 +176,7 @@ class OrtWebBackend(Backend):
     name = "ort-web"
     artifact = "onnx"
     extra = "web"
+    may_refuse = True
 
     def version(self) -> str | None:
         from ferry import web

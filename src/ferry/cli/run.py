@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ferry.backends import REGISTRY
 from ferry.cli._common import (
     ArgOpt,
     JsonOpt,
@@ -99,7 +100,11 @@ def verify_cmd(
     arg: ArgOpt = None,
     weights: WeightsOpt = None,
     backends: Annotated[
-        str, typer.Option(metavar="NAMES", help="Comma-separated runtimes to compare with PyTorch, or 'all'.")
+        str,
+        typer.Option(
+            metavar="NAMES",
+            help=f"Comma-separated runtimes to compare with PyTorch, or 'all' (every installed one): {', '.join(REGISTRY.names())}.",
+        ),
     ] = "onnxruntime",
     samples: Annotated[int, typer.Option(metavar="N", help="Random samples per input shape.")] = 3,
     seed: Annotated[int, typer.Option(metavar="N", help="Seed for the samples.")] = 0,
