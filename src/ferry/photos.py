@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ class TargetPhotos:
     median_ms: float
     artifact: str
     artifact_bytes: int | None
+    #: how the runtime was run when it differs from the others (static shapes)
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -78,6 +80,7 @@ def compare_on_photos(
     scale: int,
     artifacts: Mapping[str, tuple[str, int | None]] | None = None,
     border: int = 3,
+    reopen: Callable[[str, tuple[int, int]], Session] | None = None,
 ) -> PhotoComparison:
     """Upscale each photo with PyTorch (``reference``) and with every session; compare.
 
@@ -87,6 +90,9 @@ def compare_on_photos(
         photos: named high-resolution photos.
         scale: the model's upscale factor.
         artifacts: runtime name -> (file name, size in bytes) of what that runtime ships.
+        reopen: makes a runtime's session for a given low-resolution ``(height, width)``; a
+            static-shape session (LiteRT) is then converted at each photo's size, as an app that
+            knows its camera's resolution packages it, instead of running in padded windows.
     """
     names: list[str] = []
     ref_outputs: list[np.ndarray] = []
@@ -108,10 +114,19 @@ def compare_on_photos(
             crops["pytorch"] = _crop(out)
     targets = []
     for backend, session in sessions.items():
-        runner = session_runner(session)
+        static = _static_size(session)
+        note = ""
+        if static and reopen is not None:
+            note = "static shapes: converted at each photo's size"
+        elif static:
+            note = f"static shapes: run in overlapping {static[0]}x{static[1]} windows"
         sq_err, count = 0.0, 0
         vs_hr, worst, times = [], 0, []
         for k, lr in enumerate(lows):
+            own = session
+            if static and reopen is not None and (lr.height, lr.width) != static:
+                own = reopen(backend, (lr.height, lr.width))
+            runner = session_runner(own)
             out = super_resolve(lr, runner)
             arr = np.asarray(out)
             diff = arr.astype(np.float64) - ref_outputs[k].astype(np.float64)
@@ -133,9 +148,18 @@ def compare_on_photos(
                 median_ms=float(np.median(times)),
                 artifact=file,
                 artifact_bytes=size,
+                note=note,
             )
         )
     return PhotoComparison(names, scale, float(np.mean(ref_psnr)), targets, crops)
+
+
+def _static_size(session: Session) -> tuple[int, int] | None:
+    """The fixed (height, width) of a session's Y input, or ``None`` when they are dynamic."""
+    shape = session.inputs[0].shape
+    if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
+        return shape[2], shape[3]
+    return None
 
 
 def _crop(img: Image.Image, size: int = 128) -> Image.Image:

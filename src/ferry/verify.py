@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import os
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from ferry.export import read_metadata
 from ferry.models import RGB_IO, LoadedModel, load_model, named_inputs, rgb_io_model
 from ferry.photos import PhotoComparison
 from ferry.run import load_onnx, stored_specs
-from ferry.specs import InputSpec
+from ferry.specs import Dim, InputSpec
 
 # (scale, offset) of the random normals per sample: different signs and magnitudes, so that a
 # branch frozen at export on one kind of input shows up on another.
@@ -437,12 +438,23 @@ def verify(
         pictures = [(p.name, load_image(p)) for p in find_images(photos)]
         # Slow oracles (the numpy reference evaluator) check semantics, not photos.
         runtimes = {name: sub for name, sub in sessions.items() if sub.samples_per_shape is None}
+        y_spec = specs[0]
+
+        def reopen(name: str, size: tuple[int, int]) -> Session:
+            """A module target's session converted at one photo's low-resolution size."""
+            sizes = {d.name: v for d, v in zip(y_spec.dims[2:], size, strict=True) if d.name}
+            if y_spec.dims[0].name:
+                sizes[y_spec.dims[0].name] = 1
+            shaped = replace(y_spec, dims=tuple(Dim(sizes.get(d.name or "", d.size)) for d in y_spec.dims))
+            return REGISTRY.get(name).load(loaded.module, inputs=[shaped], outputs=output_names)
+
         comparison = compare_on_photos(
             torch_runner(loaded.module),
             {name: sub.session for name, sub in runtimes.items()},
             pictures,
             scale=int(loaded.task["scale"]),
             artifacts={name: artifact_of(name, path, sub.session) for name, sub in runtimes.items()},
+            reopen=reopen,
         )
     return VerifyReport(
         source=loaded.source,
@@ -537,7 +549,8 @@ def _photo_sections(report: VerifyReport) -> list[tuple[str, str]]:
     cmp = report.photos
     figures = "".join(image_tag(img, name) for name, img in cmp.crops.items())
     title = f"x{cmp.scale} on real photos ({', '.join(cmp.photos)}), every runtime vs desktop PyTorch"
-    return [(title, table(PHOTO_HEADERS, photo_rows(cmp)) + f"<div>{figures}</div>")]
+    notes = "".join(f"<p>{html.escape(t.backend)}: {html.escape(t.note)}</p>" for t in cmp.targets if t.note)
+    return [(title, table(PHOTO_HEADERS, photo_rows(cmp)) + notes + f"<div>{figures}</div>")]
 
 
 def _histograms(report: VerifyReport) -> str:

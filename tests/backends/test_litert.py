@@ -46,3 +46,18 @@ def test_a_model_litert_cannot_convert_is_named(tiny: Callable[[str], str], tmp_
     with pytest.raises(UserError, match="LiteRT cannot convert the model"):
         ferry.package(tiny("SignBranch"), tmp_path / "q", "litert", inputs=[parse_input_spec("2,3")])
     assert not (tmp_path / "q").exists()
+
+
+def test_photos_on_a_static_target_are_converted_at_each_photo_size(superres_onnx: Path, tmp_path: Path) -> None:
+    from PIL import Image
+    from skimage import data
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.chelsea()).crop((100, 50, 196, 122)).save(photos / "eye.png")  # 96x72 -> 32x24
+    Image.fromarray(data.astronaut()).crop((0, 0, 60, 90)).save(photos / "face.png")
+    report = ferry.verify("zoo:superres", superres_onnx, config=ferry.VerifyConfig(backends=("litert",)), photos=photos)
+    assert report.photos is not None
+    row = report.photos.targets[0]
+    assert row.backend == "litert" and row.note == "static shapes: converted at each photo's size"
+    assert row.psnr_vs_pytorch_db > 80 and row.max_pixel_diff <= 1 and row.artifact == "model.tflite"

@@ -193,6 +193,9 @@ def verify_cmd(
             for prow in photo_rows(cmp):
                 photo_table.add_row(*(f"{c:.2f}" if isinstance(c, float) else escape(str(c)) for c in prow))
             console.print(photo_table)
+            for t in cmp.targets:
+                if t.note:
+                    console.print(f"[yellow]{t.backend}[/yellow] {escape(t.note)}")
         if report is not None:
             console.print(f"report: {report}")
     if not result:
