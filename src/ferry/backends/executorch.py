@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ferry._io import native_output_silenced
 from ferry.backends.base import Backend, Session, TensorInfo, installed_version
 from ferry.errors import UserError
 from ferry.specs import InputSpec
@@ -153,7 +154,7 @@ class ExecuTorchSession(Session):
             from executorch.runtime import Runtime
 
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with native_output_silenced():  # the runtime logs its CPU probe from C++
                 self._method = Runtime.get().load_program(program).load_method("forward")
         except Exception as exc:  # the runtime raises RuntimeError with a status code
             raise UserError(f"ExecuTorch cannot load the program: {exc}") from exc
