@@ -107,24 +107,7 @@ def test_decompression_bomb_is_refused_and_other_files_go_on(tmp_path: Path, mon
     assert not (tmp_path / "out" / "big.png").exists()
 
 
-def _png16_rgb(path: Path, arr: np.ndarray) -> None:
-    """Write a 16-bit RGB PNG by hand (Pillow cannot write one)."""
-    import struct
-    import zlib
-
-    h, w, _ = arr.shape
-    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    )
-
-
-def test_16bit_grayscale_keeps_16_bits_and_16bit_rgb_is_reported(tmp_path: Path) -> None:
+def test_16bit_grayscale_keeps_16_bits(tmp_path: Path) -> None:
     ramp = np.linspace(1000, 64000, 24 * 32).reshape(24, 32).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "g16.png")
     result = ferry.upscale(tmp_path / "g16.png", tmp_path / "g16_x3.png", UpscaleConfig(backend="torch"))
@@ -136,7 +119,35 @@ def test_16bit_grayscale_keeps_16_bits_and_16bit_rgb_is_reported(tmp_path: Path)
     ferry.upscale(tmp_path / "g16.png", tmp_path / "g16_x3.jpg", UpscaleConfig(backend="torch"))
     assert Image.open(tmp_path / "g16_x3.jpg").mode == "L"  # JPEG holds 8 bits: scaled, not clipped
     assert abs(np.asarray(Image.open(tmp_path / "g16_x3.jpg")).mean() - ramp.mean() / 257) < 3
-    rgb = np.stack([ramp, ramp[::-1], ramp], axis=-1)
-    _png16_rgb(tmp_path / "c16.png", rgb)
-    result = ferry.upscale(tmp_path / "c16.png", tmp_path / "c16_x3.png", UpscaleConfig(backend="torch"))
-    assert result and "16-bit RGB PNG read at 8 bits" in result.files[0].warning
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_16bit_rgb_png_and_tiff_stay_16_bit_and_match_the_8bit_pipeline(tmp_path: Path, alpha: bool) -> None:
+    import png
+    import tifffile
+
+    from ferry import deep16
+
+    rgb8 = np.asarray(_photo(w=56, h=40, mode="RGB"))
+    pixels = rgb8.astype(np.uint16) * 257  # the 8-bit photo, exactly, at 16 bits
+    if alpha:
+        pixels = np.dstack([pixels, np.linspace(0, 65535, 40 * 56).reshape(40, 56).astype(np.uint16)])
+    h, w, c = pixels.shape
+    src = tmp_path / "in"
+    src.mkdir()
+    with (src / "p.png").open("wb") as f:
+        png.Writer(w, h, greyscale=False, alpha=alpha, bitdepth=16).write(f, pixels.reshape(h, w * c))
+    tifffile.imwrite(src / "t.tif", pixels, photometric="rgb", extrasamples=[2] if alpha else None)
+    result = ferry.upscale(src, tmp_path / "out", UpscaleConfig(backend="torch"))
+    assert [f.status for f in result.files] == ["done", "done"] and not any(f.warning for f in result.files)
+    from_png = deep16.read(tmp_path / "out" / "p.png").pixels
+    from_tif = tifffile.imread(tmp_path / "out" / "t.tif")
+    assert from_png.dtype == np.uint16 and from_png.shape == (3 * h, 3 * w, c)
+    np.testing.assert_array_equal(from_png, from_tif)
+    assert len(np.unique(from_png[..., :3])) > 4 * 256  # values between the 8-bit levels: really 16-bit
+    eight = np.asarray(upscale_image(Image.fromarray(rgb8), torch_runner(ferry.load_model("zoo:superres").module), 3))
+    diff = np.abs(from_png[..., :3] / 257.0 - eight)
+    # the 8-bit pipeline rounds Y, Cb and Cr to 8 bits before and after the network
+    assert diff.mean() < 2.0 and np.percentile(diff, 99) < 6, (diff.mean(), diff.max())
+    if alpha:
+        assert abs(from_png[..., 3].astype(float).mean() - pixels[..., 3].mean()) < 0.01 * 65535

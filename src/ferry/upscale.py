@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ferry import imaging
+from ferry import deep16, imaging
 from ferry._io import atomic_path
+from ferry.deep16 import Deep16
 from ferry.errors import UserError
 from ferry.imaging import IMAGE_SUFFIXES
 from ferry.superres import Runner, session_runner, torch_runner
@@ -228,9 +229,13 @@ class _Planes:
     cb: Image.Image | None = None
     cr: Image.Image | None = None
     alpha: Image.Image | None = None
+    icc: bytes | None = None
 
 
-def _split(img: Image.Image) -> _Planes:
+def _split(img: Image.Image | Deep16) -> _Planes:
+    if isinstance(img, Deep16):
+        y, cb, cr, alpha = deep16.split(img)
+        return _Planes(img.mode, y, cb, cr, alpha, img.icc_profile)
     if img.mode == "I;16":
         y16 = np.asarray(img, dtype=np.float32) / 65535.0
         return _Planes("I;16", np.ascontiguousarray(y16[None, None]))
@@ -242,7 +247,10 @@ def _split(img: Image.Image) -> _Planes:
     return _Planes(img.mode, imaging.y_to_array(yy), cb, cr, alpha)
 
 
-def _merge(planes: _Planes, y_big: np.ndarray) -> Image.Image:
+def _merge(planes: _Planes, y_big: np.ndarray) -> Image.Image | Deep16:
+    if planes.mode == "RGB;16":
+        assert planes.cb is not None and planes.cr is not None
+        return deep16.merge(y_big, planes.cb, planes.cr, planes.alpha, planes.icc)
     if planes.mode == "I;16":
         return Image.fromarray(np.clip(np.rint(y_big[0, 0] * 65535.0), 0, 65535).astype(np.uint16))
     y = imaging.array_to_y(y_big)
@@ -257,10 +265,11 @@ def _merge(planes: _Planes, y_big: np.ndarray) -> Image.Image:
     return out
 
 
-def upscale_image(img: Image.Image, runner: Runner, scale: int) -> Image.Image:
+def upscale_image(img: Image.Image | Deep16, runner: Runner, scale: int) -> Image.Image | Deep16:
     """Super-resolve one image: Y through the network, colour and alpha bicubic.
 
-    Grayscale stays grayscale; RGBA keeps its alpha channel, upscaled bicubically.
+    Grayscale stays grayscale; RGBA keeps its alpha channel, upscaled bicubically; 16-bit
+    grayscale and 16-bit RGB(A) (:class:`~ferry.deep16.Deep16`) stay 16-bit.
     """
     planes = _split(img)
     return _merge(planes, runner(planes.y))
@@ -275,19 +284,18 @@ def _gray16(img: Image.Image) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def _is_rgb16_png(path: Path) -> bool:
-    """PNG header: bit depth 16 with colour type RGB (2) or RGBA (6)."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(26)
-    except OSError:
-        return False
-    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[24] == 16 and head[25] in (2, 6)
+def _open(path: Path) -> tuple[Image.Image | Deep16, dict[str, Any]]:
+    """Open an image upright (EXIF orientation applied) with the metadata worth carrying over.
 
-
-def _open(path: Path) -> tuple[Image.Image, dict[str, Any]]:
-    """Open an image upright (EXIF orientation applied) with the metadata worth carrying over."""
+    16-bit RGB(A) PNG and TIFF, which Pillow would read at 8 bits, are read at 16 bits.
+    """
     from PIL import ImageOps, UnidentifiedImageError
+
+    if deep16.is_deep_rgb(path):
+        deep = deep16.read(path)
+        if deep.width == 0 or deep.height == 0:
+            raise UserError(f"{path} is an empty image")
+        return deep, {}
 
     try:
         with Image.open(path) as opened:
@@ -303,15 +311,20 @@ def _open(path: Path) -> tuple[Image.Image, dict[str, Any]]:
         img = _gray16(img)  # 16-bit grayscale keeps its 16 bits through the network
     elif img.mode not in ("L", "LA", "RGB", "RGBA"):
         img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
-    if _is_rgb16_png(path):
-        info[_WARNING] = "16-bit RGB PNG read at 8 bits per channel (Pillow holds no 16-bit RGB); the output is 8-bit"
     if exif:
         exif.pop(0x0112, None)  # orientation: already applied to the pixels
         info["exif"] = exif.tobytes()
     return img, info
 
 
-def _save(img: Image.Image, target: Path, info: dict[str, Any], png_compression: int = 6) -> None:
+def _save(img: Image.Image | Deep16, target: Path, info: dict[str, Any], png_compression: int = 6) -> None:
+    if isinstance(img, Deep16):
+        with atomic_path(target) as tmp:
+            try:
+                deep16.save(img, tmp, png_compression=png_compression)
+            except (ValueError, OSError) as exc:
+                raise UserError(f"cannot write {target}: {exc}; use .png, .jpg, .webp or .tif") from exc
+        return
     info = {k: v for k, v in info.items() if k != _WARNING}
     if target.suffix.lower() in (".jpg", ".jpeg") and img.mode in ("RGBA", "LA"):
         img = img.convert("RGB" if img.mode == "RGBA" else "L")
@@ -372,7 +385,9 @@ def upscale_video(
                     inflight: deque[Future[None]] = deque()
 
                     def encode(planes: _Planes, y_big: np.ndarray, pts: int | None, time_base: Any) -> None:
-                        big = _merge(planes, y_big).crop((0, 0, width, height))
+                        merged = _merge(planes, y_big)
+                        assert isinstance(merged, Image.Image)  # video frames are 8-bit RGB
+                        big = merged.crop((0, 0, width, height))
                         new = av.VideoFrame.from_image(big)
                         new.pts, new.time_base = pts, time_base
                         out.mux(vout.encode(new))
@@ -518,7 +533,7 @@ def _run_jobs(
                 report(FileResult(path, target, "failed", time.perf_counter() - began, error=str(exc)))
 
     with ThreadPoolExecutor(1, "ferry-read") as reader, ThreadPoolExecutor(writers, "ferry-write") as writer:
-        decoded: dict[int, Future[tuple[Image.Image, dict[str, Any]]]] = {}
+        decoded: dict[int, Future[tuple[Image.Image | Deep16, dict[str, Any]]]] = {}
 
         def prefetch(after: int) -> None:
             for k in [k for k in todo if k > after][:2]:
