@@ -30,6 +30,24 @@ def test_tiles_stitch_to_the_untiled_result() -> None:
     assert np.abs(tiled(runner, 3, 16, 0)(y) - whole).max() > 1e-3
 
 
+def test_batched_tiles_run_together_and_give_the_same_picture(tmp_path: Path) -> None:
+    model = torch_runner(ferry.load_model("zoo:superres").module)
+    calls: list[tuple[int, ...]] = []
+
+    def runner(y: np.ndarray) -> np.ndarray:
+        calls.append(y.shape)
+        return model(y)
+
+    y = np.random.default_rng(0).random((1, 1, 96, 96), dtype=np.float32)
+    np.testing.assert_allclose(tiled(runner, 3, 16, 8, batch=4)(y), model(y), rtol=0, atol=1e-5)
+    # 36 tiles; the 16 inner ones share a shape and run 4 at a time
+    assert max(s[0] for s in calls) == 4 and len(calls) < 36
+    _photo(w=50, h=40).save(tmp_path / "p.png")
+    assert ferry.upscale(tmp_path / "p.png", tmp_path / "b.png", UpscaleConfig(backend="torch", tile=16, batch=3))
+    with pytest.raises(UserError, match="--batch groups the tiles"):
+        ferry.upscale(tmp_path / "p.png", tmp_path / "c.png", UpscaleConfig(backend="torch", batch=3))
+
+
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA"])
 def test_modes_are_kept(mode: str) -> None:
     runner = torch_runner(ferry.load_model("zoo:superres").module)

@@ -40,6 +40,7 @@ def upscale_cmd(
     ] = "auto",
     tile: Annotated[int, typer.Option(metavar="N", help="Tile side in input pixels (0: whole image).")] = 0,
     overlap: Annotated[int, typer.Option(metavar="N", help="Context pixels around each tile.")] = 8,
+    batch: Annotated[int, typer.Option(metavar="N", help="Tiles of the same shape run N at a time (with --tile).")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
     threads: Annotated[int, typer.Option(metavar="N", help="Runtime threads (0: default).")] = 0,
     writers: Annotated[
@@ -59,6 +60,7 @@ def upscale_cmd(
         precision=precision,
         tile=tile,
         overlap=overlap,
+        batch=batch,
         overwrite=overwrite,
         threads=threads,
         writers=writers,
