@@ -25,6 +25,21 @@ EXPECTED: dict[str, dict[str, str]] = {
     # LiteRT (litert-torch 0.10): torch.export refuses the data-dependent branch; the rest converts
     # and matches at the export shape (its programs are static: other shapes are listed as not run).
     "litert": {"DataDependentBranch": "refused"},
+    # ncnn (pnnx): every image model converts and matches at fp32; ferry's adapter takes only
+    # N x C x H x W float inputs, so the others are refused with that reason.
+    "ncnn": {
+        n: "refused"
+        for n in (
+            "MLP",
+            "TokenTransformer",
+            "LSTMTagger",
+            "BiGRU",
+            "MultiIO",
+            "WhereCumsumTopk",
+            "EinsumAttention",
+            "DataDependentBranch",
+        )
+    },
     # ExecuTorch 1.5 (XNNPACK): RNNs lower but give wrong results at other sequence lengths;
     # einsum attention (two dynamic dims in a reshape) and bicubic cannot be lowered.
     "executorch": {
@@ -112,6 +127,7 @@ def _judge(expected: str, backend: str, verdict: dict[str, Any], result: dict[st
             "executorch": "ExecuTorch cannot lower the model",
             "litert": "LiteRT cannot convert the model",
             "mnn": "MNN cannot convert the model",
+            "ncnn": "ncnn cannot take the model",
         }[backend]
         assert not verdict["gating"] and reason in verdict["errors"][0], verdict["errors"]
     else:

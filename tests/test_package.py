@@ -49,6 +49,9 @@ def _run_package(target: str, folder: Path, x: np.ndarray) -> np.ndarray:
         net = MNN.nn.load_module_from_file(str(folder / "model.mnn"), ["input"], ["output"], runtime_manager=runtime)
         out = F.convert(net.forward([F.const(x, list(x.shape), F.NCHW)])[0], F.NCHW)
         return np.array(out.read()).reshape(out.shape)
+    if target == "ncnn":
+        session = ferry.backends.get_backend("ncnn").load(folder / "model.ncnn.param", inputs=SMALL, outputs=["output"])
+        return session.run({"input": x}).outputs["output"]
     if target == "litert":
         session = ferry.backends.get_backend("litert").load(folder / "model.tflite", inputs=SMALL, outputs=["output"])
         return session.run({"input": x}).outputs["output"]

@@ -43,6 +43,7 @@ def _build_registry() -> BackendRegistry:
     from ferry.backends.executorch import ExecuTorchBackend
     from ferry.backends.litert import LiteRTBackend
     from ferry.backends.mnn import MnnBackend
+    from ferry.backends.ncnn import NcnnBackend
     from ferry.backends.onnxruntime import OnnxRuntimeBackend, OrtFormatBackend
     from ferry.backends.openvino import OpenVinoBackend
     from ferry.backends.reference import ReferenceBackend
@@ -61,6 +62,7 @@ def _build_registry() -> BackendRegistry:
     reg.register(OrtWebBackend())
     reg.register(LiteRTBackend())
     reg.register(MnnBackend())
+    reg.register(NcnnBackend())
     return reg
 
 

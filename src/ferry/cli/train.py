@@ -15,7 +15,7 @@ from ferry import zoo
 from ferry.cli._common import JsonOpt, console, emit_json, err_console, quiet_human
 from ferry.errors import UserError, VerificationError
 from ferry.superres import Evaluation
-from ferry.train import TrainConfig, train_superres
+from ferry.train import ARCHITECTURES, LOSSES, TrainConfig, train_superres
 
 zoo_app = typer.Typer(help="List the model zoo and show model cards.", no_args_is_help=True)
 
@@ -41,6 +41,10 @@ def train_cmd(
     eval_every: Annotated[
         int, typer.Option(metavar="N", help="Steps between validation reports.")
     ] = TrainConfig.eval_every,
+    arch: Annotated[
+        str, typer.Option(metavar="NAME", help=f"Network: {', '.join(ARCHITECTURES)} (edsr: zoo:superres_edsr).")
+    ] = TrainConfig.arch,
+    loss: Annotated[str, typer.Option(metavar="NAME", help=f"Pixel loss: {', '.join(LOSSES)}.")] = TrainConfig.loss,
     json_out: JsonOpt = None,
 ) -> None:
     """Train the super-resolution model on images bundled with scikit-image and sporco (no network)."""
@@ -59,6 +63,8 @@ def train_cmd(
         checkpoint=checkpoint,
         threads=threads,
         eval_every=eval_every,
+        arch=arch,
+        loss=loss,
     )
     quiet = quiet_human(json_out)
     progress = Progress(

@@ -1,0 +1,169 @@
+"""ncnn backend: the PyTorch module converted by pnnx (traced with TorchScript, fp32 weights) to
+ncnn's ``.param`` + ``.bin`` and run by ncnn's CPU runtime, Tencent's inference engine for phones.
+
+Like ExecuTorch and LiteRT it starts from the module. Height and width stay dynamic (pnnx is
+given a second example shape); ncnn's tensors have no batch axis, so a batch runs image by image.
+ferry's adapter takes ``N x C x H x W`` float32 inputs, the image models ncnn is made for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ferry._io import native_output_silenced
+from ferry.backends.base import Backend, Session, TensorInfo, installed_version
+from ferry.errors import UserError
+from ferry.specs import InputSpec
+
+
+@dataclass
+class NcnnModel:
+    """An ncnn network: its ``.param`` text and ``.bin`` weights."""
+
+    param: str
+    weights: bytes
+
+
+def convert(module: nn.Module, specs: Sequence[InputSpec], *, seed: int = 0) -> NcnnModel:
+    """Convert the module with pnnx (fp32 weights; a second example shape keeps H and W dynamic).
+
+    Raises:
+        UserError: inputs that are not N x C x H x W float32, or a model pnnx cannot convert.
+    """
+    if not specs:
+        raise UserError("ncnn needs input specs to convert the model; give --input")
+    for s in specs:
+        if len(s.dims) != 4 or s.dtype != "float32":
+            raise UserError(
+                f"ncnn cannot take the model: ferry's ncnn adapter runs N x C x H x W float32 inputs, and"
+                f" {s.name or 'an input'} is {s.dtype}[{','.join(map(str, s.shape))}]"
+            )
+    import pnnx
+
+    rng = np.random.default_rng(seed)
+    first = tuple(torch.from_numpy(s.with_sizes({d.name: 1 for d in s.dims[:1] if d.name}).sample(rng)) for s in specs)
+    grown = [
+        s.with_sizes({d.name: d.size + 8 for d in s.dims[2:] if d.name} | {d.name: 1 for d in s.dims[:1] if d.name})
+        for s in specs
+    ]
+    second = tuple(torch.from_numpy(s.sample(rng)) for s in grown)
+    dynamic = any(d.name for s in specs for d in s.dims[2:])
+    with tempfile.TemporaryDirectory(prefix="ferry-ncnn-") as tmp:
+        pt = Path(tmp) / "model.pt"
+        try:
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                warnings.catch_warnings(),
+                native_output_silenced(),
+                torch.no_grad(),
+            ):
+                warnings.simplefilter("ignore")
+                pnnx.export(module.eval(), os.fspath(pt), first, second if dynamic else None, fp16=False)
+            param, weights = Path(tmp) / "model.ncnn.param", Path(tmp) / "model.ncnn.bin"
+            if not param.is_file():
+                raise UserError("ncnn cannot take the model: pnnx wrote no ncnn model")
+            return NcnnModel(param.read_text(), weights.read_bytes())
+        except UserError:
+            raise
+        except Exception as exc:  # TorchScript tracing and pnnx raise many types
+            first_line = " ".join(str(exc).strip().splitlines()[0].split())[:300] if str(exc).strip() else ""
+            raise UserError(f"ncnn cannot take the model: {type(exc).__name__}: {first_line}") from exc
+
+
+class NcnnSession(Session):
+    backend = "ncnn"
+
+    def __init__(
+        self, model: NcnnModel, specs: Sequence[InputSpec], output_names: Sequence[str], *, threads: int = 0
+    ) -> None:
+        super().__init__()
+        import ncnn
+
+        self.model = model
+        self._net = ncnn.Net()
+        opt = self._net.opt
+        opt.use_fp16_storage = opt.use_fp16_arithmetic = opt.use_fp16_packed = False  # fp32, as desktop
+        opt.use_vulkan_compute = False
+        # Winograd 3x3 convolutions differ from fp32 by up to 1.4e-4 on ESPCN; without, 1e-6.
+        opt.use_winograd_convolution = False
+        if threads:
+            opt.num_threads = threads
+        with tempfile.TemporaryDirectory(prefix="ferry-ncnn-") as tmp:
+            param, weights = Path(tmp) / "model.param", Path(tmp) / "model.bin"
+            param.write_text(model.param)
+            weights.write_bytes(model.weights)
+            if self._net.load_param(os.fspath(param)) != 0 or self._net.load_model(os.fspath(weights)) != 0:
+                raise UserError("ncnn cannot load the converted model")
+        self._in, self._out = list(self._net.input_names()), list(self._net.output_names())
+        if len(self._in) != len(specs):
+            raise UserError(f"the ncnn model has {len(self._in)} input(s), the model {len(specs)}")
+        names = list(output_names) or self._out
+        if len(names) != len(self._out):
+            raise UserError(f"the ncnn model has {len(self._out)} output(s), expected {len(names)}")
+        self.inputs = tuple(
+            TensorInfo(s.name, "float32", tuple(None if d.name else d.size for d in s.dims)) for s in specs
+        )
+        self.outputs = tuple(TensorInfo(n, "float32", ()) for n in names)
+        self.settings = {
+            "precision": "fp32",
+            "fp16_storage": False,
+            "winograd": False,
+            "threads": threads or "default",
+            "converter": "pnnx (TorchScript trace)",
+            "ncnn_bytes": len(model.weights) + len(model.param.encode()),
+        }
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import ncnn
+
+        batch = next(iter(feeds.values())).shape[0]
+        results: list[list[np.ndarray]] = [[] for _ in self._out]
+        for b in range(batch):  # ncnn's Mat has no batch axis
+            ex = self._net.create_extractor()
+            for blob, info in zip(self._in, self.inputs, strict=True):
+                ex.input(blob, ncnn.Mat(np.ascontiguousarray(feeds[info.name][b])))
+            for k, blob in enumerate(self._out):
+                status, mat = ex.extract(blob)
+                if status != 0:
+                    raise UserError(f"ncnn failed to run the model (status {status} on {blob})")
+                results[k].append(np.array(mat, copy=True))
+        return {o.name: np.stack(r) for o, r in zip(self.outputs, results, strict=True)}
+
+
+class NcnnBackend(Backend):
+    """ncnn (fp32) from the PyTorch module, converted by pnnx."""
+
+    name = "ncnn"
+    artifact = "module"
+    extra = "ncnn"
+    may_refuse = True
+
+    def version(self) -> str | None:
+        if installed_version("pnnx", "pnnx") is None:
+            return None
+        return installed_version("ncnn", "ncnn")
+
+    def load(self, artifact: Any, **options: Any) -> NcnnSession:
+        self.require()
+        specs: Sequence[InputSpec] = options.get("inputs", ())
+        outputs: Sequence[str] = options.get("outputs", ())
+        threads = int(options.get("threads") or 0)
+        if isinstance(artifact, nn.Module):
+            return NcnnSession(convert(artifact, specs), specs, outputs, threads=threads)
+        if isinstance(artifact, (str, os.PathLike)) and str(artifact).endswith(".param"):
+            param = Path(artifact)
+            model = NcnnModel(param.read_text(), param.with_suffix(".bin").read_bytes())
+            return NcnnSession(model, specs, outputs, threads=threads)
+        raise UserError("the ncnn backend takes a PyTorch module or a .param file (with its .bin beside it)")
