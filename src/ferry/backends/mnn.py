@@ -26,7 +26,7 @@ from ferry.errors import UserError
 WINOGRAD_MEMORY_LEVEL = 3
 WINOGRAD_LIMITED = 0
 # ONNX element types -> numpy dtype names that MNN takes (it computes integers in int32).
-_ONNX_TYPES = {1: "float32", 6: "int32", 7: "int64"}
+_ONNX_TYPES = {1: "float32", 2: "uint8", 6: "int32", 7: "int64"}
 
 
 def convert(onnx_path: str | os.PathLike[str], mnn_path: str | os.PathLike[str]) -> None:
@@ -107,7 +107,9 @@ class MnnSession(Session):
         args = []
         for info in self.inputs:
             arr = np.ascontiguousarray(feeds[info.name])
-            if arr.dtype.kind in "iub":
+            if arr.dtype == np.uint8:
+                args.append(F.const(arr, list(arr.shape), F.NCHW, F.uint8))
+            elif arr.dtype.kind in "iub":
                 args.append(F.const(arr.astype(np.int32), list(arr.shape), F.NCHW, F.int))  # MNN's ints are int32
             else:
                 args.append(F.const(arr.astype(np.float32), list(arr.shape), F.NCHW, F.float))
