@@ -237,7 +237,9 @@ def train_superres(
     card = {
         "model": arch_name,
         "scale": cfg.scale,
-        "trained_by": "ferry train superres",
+        "trained_by": "ferry train superres"
+        + (f" --arch {cfg.arch}" if cfg.arch != "espcn" else "")
+        + (f" --loss {cfg.loss}" if cfg.loss != "mse" else ""),
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "checkpoint")},
         "training_seconds": round(seconds, 1),
         "cpu_threads": torch.get_num_threads(),

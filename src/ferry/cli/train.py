@@ -183,6 +183,8 @@ def zoo_info(
         console.print(
             f"training images: scikit-image {', '.join(data['scikit-image'])}; sporco {', '.join(data['sporco'])}"
         )
+        if info.get("note"):
+            console.print(f"note: {escape(info['note'])}")
 
 
 def eval_cmd(
