@@ -25,6 +25,20 @@ def test_shipped_weights_beat_bicubic_by_1_5_db() -> None:
     assert all(s.gain > 0.5 for s in ev.images)
 
 
+def test_the_stronger_model_beats_espcn_on_every_photo_as_its_card_says() -> None:
+    pytest.importorskip("sporco", reason="sporco provides monarch: pip install 'ferry[train]'")
+    from ferry import zoo
+
+    photos = datasets.validation_images()
+    edsr = evaluate(torch_runner(load_model("zoo:superres_edsr").module), photos, scale=3, border=3)
+    espcn = evaluate(torch_runner(load_model("zoo:superres").module), photos, scale=3, border=3)
+    card = zoo.get("superres_edsr").card()
+    assert abs(edsr.mean_gain - card["validation"]["mean_gain_db"]) < 1e-3  # the card is reproducible
+    assert edsr.mean_gain >= 2.2 and edsr.mean_gain > espcn.mean_gain + 0.4
+    assert all(a.psnr_model > b.psnr_model for a, b in zip(edsr.images, espcn.images, strict=True))
+    assert card["trained_by"] == "ferry train superres --arch edsr --loss l1"
+
+
 def test_pipeline_sizes_and_colour() -> None:
     img = Image.new("RGB", (10, 7), (200, 30, 60))
     out = super_resolve(img, lambda y: np.repeat(np.repeat(y, 3, axis=2), 3, axis=3))

@@ -116,7 +116,7 @@ def superres_name(scale: int) -> str:
 
 
 def _build_registry() -> Registry:
-    from ferry.zoo import alexnet, srresnet, superres
+    from ferry.zoo import alexnet, edsr, srresnet, superres
 
     reg = Registry()
     for scale in SUPERRES_SCALES:
@@ -135,6 +135,20 @@ def _build_registry() -> Registry:
                 task=superres.task(scale),
             )
         )
+    reg.register(
+        ZooModel(
+            name="superres_edsr",
+            summary="EDSR-style residual network x3 on the Y channel (8 blocks of 32 channels): the stronger upscaler",
+            factory=functools.partial(edsr.EDSRY, upscale_factor=3),
+            inputs=_specs("batch=1,1,height=224,width=224", names=("input",)),
+            outputs=("output",),
+            weights="superres_edsr_x3.safetensors",
+            weights_note="trained by ferry (ferry train superres --arch edsr --loss l1) on the same bundled images",
+            # 19 convolutions deep: float runtimes that reorder sums drift a little further than ESPCN.
+            tolerance=(1e-4, 2e-4),
+            task=superres.task(3),
+        )
+    )
     reg.register(
         ZooModel(
             name="srresnet",
