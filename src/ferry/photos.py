@@ -172,11 +172,17 @@ def _crop(img: Image.Image, size: int = 128) -> Image.Image:
 
 def artifact_of(backend: str, onnx_path: Path, session: Session) -> tuple[str, int | None]:
     """The file a runtime ships and its size: the .pte for ExecuTorch, the .ort for the ORT
-    format, the .tflite for LiteRT, the .mnn for MNN, the ONNX file for the ONNX runtimes."""
+    format, the .tflite for LiteRT, the .mnn for MNN, .param + .bin for ncnn, the ONNX file for the ONNX
+    runtimes."""
     program = getattr(session, "program", None)
     if isinstance(program, bytes):
         return "model.pte", len(program)
-    for key, name in (("ort_bytes", "model.ort"), ("tflite_bytes", "model.tflite"), ("mnn_bytes", "model.mnn")):
+    for key, name in (
+        ("ort_bytes", "model.ort"),
+        ("tflite_bytes", "model.tflite"),
+        ("mnn_bytes", "model.mnn"),
+        ("ncnn_bytes", "model.ncnn.*"),
+    ):
         size = session.settings.get(key)
         if isinstance(size, int):
             return name, size
