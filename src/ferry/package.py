@@ -345,7 +345,7 @@ def _build_web(ctx: BuildContext) -> list[str]:
 
     dist = web.ort_web_dist()
     if dist is None:
-        raise MissingDependencyError(f"the web target needs {web.ORT_WEB_HINT}")
+        raise MissingDependencyError(f"the web target: {web.ORT_WEB_HINT}")
     model_path = ctx.folder / "model.onnx"
     if ctx.task.get("io") == RGB_IO:
         shutil.copyfile(ctx.onnx_path, model_path)
