@@ -27,7 +27,9 @@ def test_bench_times_every_backend_interleaved_with_ratios(superres_onnx: Path) 
     assert eager.speedup_vs_eager == pytest.approx(1.0)
     for r in report.rows[1:]:
         assert r.speedup_vs_eager == pytest.approx(eager.median / r.median)
-        assert r.load_seconds > 0 and r.peak_memory_bytes is not None and r.peak_memory_bytes > 0
+        # measured (the mechanism itself is tested below); a 244 KiB model may fit in memory the
+        # process already holds from earlier tests, so the peak it adds can be 0
+        assert r.load_seconds > 0 and r.peak_memory_bytes is not None and r.peak_memory_bytes >= 0
     d = report.to_dict()
     assert d["machine"]["cpu"] and d["machine"]["usable_cores"] >= 1
     assert d["versions"]["onnxruntime"] and d["rows"][1]["latency_ms"]["p99"] >= d["rows"][1]["latency_ms"]["min"]
