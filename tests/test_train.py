@@ -50,6 +50,28 @@ def test_different_seed_differs_and_bad_settings(tmp_path: Path) -> None:
         train_superres(_cfg(tmp_path, "x", scale=5))
 
 
+def test_edsr_architecture_l1_loss_and_fine_tuning_from_weights(tmp_path: Path) -> None:
+    from importlib import resources
+
+    shipped = resources.files("ferry.zoo") / "weights" / "superres_edsr_x3.safetensors"
+    with resources.as_file(shipped) as init:
+        tuned = train_superres(_cfg(tmp_path, "e", arch="edsr", loss="l1", lr=1e-6, steps=2, init=init))
+        card = json.loads(tuned.card.read_text())
+        start = load_file(str(init))
+    after = load_file(str(tuned.weights))
+    assert all((after[k] - start[k]).abs().max() < 1e-3 for k in start)  # it started from the weights
+    assert card["trained_by"] == "ferry train superres --arch edsr --loss l1"
+    assert (
+        card["initialised_from"]["file"] == "superres_edsr_x3.safetensors"
+        and len(card["initialised_from"]["sha256"]) == 64
+    )
+    assert tuned.evaluation.mean_gain > 2.0  # two tiny steps keep the trained model's quality
+    with pytest.raises(UserError, match="unknown architecture 'vgg'"):
+        train_superres(_cfg(tmp_path, "x", arch="vgg"))
+    with pytest.raises(UserError, match="weights"):
+        train_superres(_cfg(tmp_path, "x", init=tmp_path / "missing.safetensors"))
+
+
 def test_train_cli(cli, tmp_path: Path) -> None:
     out = tmp_path / "w.safetensors"
     res = cli(

@@ -21,6 +21,7 @@ from torch import nn
 
 from ferry import datasets, imaging
 from ferry._io import atomic_path, write_json_atomic
+from ferry.cache import sha256_file
 from ferry.errors import UserError
 from ferry.superres import Evaluation, evaluate, torch_runner
 from ferry.zoo.edsr import EDSRY
@@ -54,6 +55,8 @@ class TrainConfig:
         eval_every: steps between validation PSNR reports (0: only at the end).
         arch: network to train, a key of :data:`ARCHITECTURES`.
         loss: pixel loss, ``mse`` or ``l1`` (L1 trains residual networks to a higher PSNR).
+        init: a ``.safetensors`` state dict to start from (fine-tuning) instead of a fresh
+            initialisation; its hash is recorded in the card.
     """
 
     out: Path
@@ -69,6 +72,7 @@ class TrainConfig:
     eval_every: int = 2000
     arch: str = "espcn"
     loss: str = "mse"
+    init: Path | None = None
 
 
 @dataclass
@@ -178,6 +182,10 @@ def train_superres(
     torch.manual_seed(cfg.seed)
     arch_name, build = ARCHITECTURES[cfg.arch]
     model = build(cfg.scale)
+    if cfg.init is not None:
+        from ferry.models import load_state_dict
+
+        load_state_dict(model, cfg.init)  # safetensors or a weights-only torch file; shapes must match
     identity = {"scale": cfg.scale, "seed": cfg.seed, "arch": cfg.arch}
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, elapsed, history = 0, 0.0, []
@@ -240,7 +248,8 @@ def train_superres(
         "trained_by": "ferry train superres"
         + (f" --arch {cfg.arch}" if cfg.arch != "espcn" else "")
         + (f" --loss {cfg.loss}" if cfg.loss != "mse" else ""),
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "checkpoint")},
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "checkpoint", "init")},
+        **({"initialised_from": {"file": Path(cfg.init).name, "sha256": sha256_file(cfg.init)}} if cfg.init else {}),
         "training_seconds": round(seconds, 1),
         "cpu_threads": torch.get_num_threads(),
         "training_data": {

@@ -45,6 +45,10 @@ def train_cmd(
         str, typer.Option(metavar="NAME", help=f"Network: {', '.join(ARCHITECTURES)} (edsr: zoo:superres_edsr).")
     ] = TrainConfig.arch,
     loss: Annotated[str, typer.Option(metavar="NAME", help=f"Pixel loss: {', '.join(LOSSES)}.")] = TrainConfig.loss,
+    init: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Start from these weights (.safetensors): fine-tuning.", show_default=False),
+    ] = None,
     json_out: JsonOpt = None,
 ) -> None:
     """Train the super-resolution model on images bundled with scikit-image and sporco (no network)."""
@@ -65,6 +69,7 @@ def train_cmd(
         eval_every=eval_every,
         arch=arch,
         loss=loss,
+        init=init,
     )
     quiet = quiet_human(json_out)
     progress = Progress(
