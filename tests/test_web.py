@@ -32,7 +32,8 @@ def test_web_package_upscales_a_picked_photo_in_chromium_as_the_desktop_does(tmp
     assert manifest["inputs"][0] == {
         "name": "rgb", "dtype": "uint8", "shape": [224, 224, 3], "dynamic_axes": {"0": "height", "1": "width"}
     }  # fmt: skip
-    assert manifest["task"]["io"] == "rgb-uint8" and manifest["onnxruntime_web"]
+    assert manifest["task"]["io"] == "rgb-uint8" and manifest["runtime"] == "ONNX Runtime Web"
+    assert manifest["runtime_version"] == web.ort_web_version(web.ort_web_dist())  # the npm package's, 1.30.0
     assert set(web.RUNTIME_FILES) <= set(result.files) and "index.html" in result.files
     photo = _photo(tmp_path / "eye.png")
     with web.serve(folder) as base:

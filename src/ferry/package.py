@@ -38,6 +38,8 @@ class BuildContext:
     notes: list[str] = field(default_factory=list)
     #: extra manifest entries a target adds (e.g. the operators an ORT build must include)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the runtime's version when it is not the Python package the target imports (npm packages)
+    runtime_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -366,7 +368,7 @@ def _build_web(ctx: BuildContext) -> list[str]:
     page = resources.files("ferry") / "assets" / "web"
     for name in ("index.html", "app.js"):
         (ctx.folder / name).write_text(page.joinpath(name).read_text(encoding="utf-8"), encoding="utf-8")
-    ctx.extra["onnxruntime_web"] = web.ort_web_version(dist)
+    ctx.runtime_version = web.ort_web_version(dist)
     ctx.notes.append(
         "Serve the folder over HTTP (any static server; `python -m http.server` works) and open index.html:"
         " browsers do not run WebAssembly from file:// pages. Nothing is fetched from a CDN."
@@ -592,7 +594,7 @@ def _manifest(spec: Target, ctx: BuildContext, source: str, onnx_path: Path, wri
         "format": "ferry-package/1",
         "target": spec.name,
         "runtime": spec.runtime,
-        "runtime_version": installed_version(spec.module, spec.module) or "",
+        "runtime_version": ctx.runtime_version or installed_version(spec.module, spec.module) or "",
         "ferry_version": __version__,
         "source": source,
         "source_onnx_sha256": sha256_file(onnx_path),
