@@ -19,14 +19,13 @@ from typing import Any
 import numpy as np
 
 from ferry._io import native_output_silenced
-from ferry.backends.base import Backend, Session, TensorInfo, installed_version
+from ferry.backends.base import Backend, Session, installed_version
+from ferry.backends.reference import graph_io
 from ferry.errors import UserError
 
 #: MNN's Interpreter::HintMode::WINOGRAD_MEMORY_LEVEL and the value that keeps fp32 results.
 WINOGRAD_MEMORY_LEVEL = 3
 WINOGRAD_LIMITED = 0
-# ONNX element types -> numpy dtype names that MNN takes (it computes integers in int32).
-_ONNX_TYPES = {1: "float32", 2: "uint8", 6: "int32", 7: "int64"}
 
 
 def convert(onnx_path: str | os.PathLike[str], mnn_path: str | os.PathLike[str]) -> None:
@@ -65,20 +64,7 @@ class MnnSession(Session):
             self._load(onnx.load(os.fspath(path), load_external_data=False), mnn_path, threads)
 
     def _load(self, proto: Any, mnn_path: Path, threads: int) -> None:
-        weights = {t.name for t in proto.graph.initializer}
-        self.inputs = tuple(
-            TensorInfo(
-                v.name,
-                _ONNX_TYPES.get(v.type.tensor_type.elem_type, "float32"),
-                tuple(
-                    d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                    for d in v.type.tensor_type.shape.dim
-                ),
-            )
-            for v in proto.graph.input
-            if v.name not in weights
-        )
-        self.outputs = tuple(TensorInfo(o.name, "float32", ()) for o in proto.graph.output)
+        self.inputs, self.outputs = graph_io(proto)
         self.mnn_bytes = mnn_path.stat().st_size
         with native_output_silenced():
             import MNN.nn as mnn_nn

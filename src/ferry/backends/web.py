@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ferry.backends.base import Backend, BackendInfo, RunOutput, Session, TensorInfo
+from ferry.backends.base import Backend, BackendInfo, RunOutput, Session
+from ferry.backends.reference import graph_io
 from ferry.errors import MissingDependencyError, UserError
 
 _HARNESS = """<!doctype html>
@@ -61,17 +62,8 @@ window.ferryRun = async (feeds) => {
 </script></body></html>
 """
 
-# ONNX TensorProto element types -> numpy dtype names (those onnxruntime-web's wasm build takes).
-_ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 11: "float64"}
-
-
-def _tensor_infos(values: Any) -> tuple[TensorInfo, ...]:
-    infos = []
-    for v in values:
-        t = v.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim)
-        infos.append(TensorInfo(v.name, _ONNX_TYPES.get(t.elem_type, f"onnx-type-{t.elem_type}"), dims))
-    return tuple(infos)
+# numpy dtype names the harness passes to onnxruntime-web's wasm build.
+_PAGE_DTYPES = {"float32", "uint8", "int8", "int32", "int64", "bool", "float64"}
 
 
 def _shutdown(stack: contextlib.ExitStack, pages: list[Any]) -> None:
@@ -94,11 +86,8 @@ class OrtWebSession(Session):
         dist = web.ort_web_dist()
         if dist is None:
             raise MissingDependencyError(web.ORT_WEB_HINT)
-        proto = onnx.load(os.fspath(path), load_external_data=False)
-        weights = {t.name for t in proto.graph.initializer}
-        self.inputs = _tensor_infos(i for i in proto.graph.input if i.name not in weights)
-        self.outputs = _tensor_infos(proto.graph.output)
-        unsupported = [i.describe() for i in (*self.inputs, *self.outputs) if i.dtype.startswith("onnx-type")]
+        self.inputs, self.outputs = graph_io(onnx.load(os.fspath(path), load_external_data=False))
+        unsupported = [i.describe() for i in (*self.inputs, *self.outputs) if i.dtype not in _PAGE_DTYPES]
         if unsupported:
             raise UserError(f"ort-web: this harness cannot pass tensors of {', '.join(unsupported)}")
         self._stack = contextlib.ExitStack()
