@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from ferry import zoo
 from ferry.backends import REGISTRY, BackendRegistry
 from ferry.backends.onnxruntime import OnnxRuntimeBackend
 from ferry.errors import InternalError, UserError
+from ferry.registry import Registry
+from ferry.targets import TARGETS
 
 
 def test_duplicate_backend_is_a_bug() -> None:
@@ -24,12 +27,18 @@ def test_duplicate_backend_is_a_bug() -> None:
         reg.register(OnnxRuntimeBackend())
 
 
-def test_duplicate_zoo_model_is_a_bug() -> None:
-    reg = zoo.Registry()
-    entry = zoo.get("alexnet")
-    reg.register(entry)
-    with pytest.raises(InternalError, match="twice"):
-        reg.register(entry)
+@pytest.mark.parametrize(
+    ("registry", "kind"), [(REGISTRY, "backend"), (zoo.REGISTRY, "zoo model"), (TARGETS, "target")]
+)
+def test_registries_refuse_duplicates_and_list_known_names(registry: Registry[Any], kind: str) -> None:
+    copy: Registry[Any] = Registry(kind)
+    first = next(iter(registry))
+    copy.register(first)
+    with pytest.raises(InternalError, match=f"{kind} '{first.name}' is registered twice"):
+        copy.register(first)
+    assert first.name in registry and len(registry) == len(registry.names())
+    with pytest.raises(UserError, match=f"unknown {kind} 'nope'; known: " + ", ".join(registry.names())):
+        registry.get("nope")
 
 
 def test_every_backend_reports_a_version_and_runs(superres_onnx: Path) -> None:

@@ -3,36 +3,22 @@
 from __future__ import annotations
 
 from ferry.backends.base import Backend, BackendInfo, RunOutput, Session, TensorInfo
-from ferry.errors import InternalError, UserError
+from ferry.registry import Registry
 
 
-class BackendRegistry:
-    """Name -> Backend; duplicates are a bug, unknown names list the known ones."""
+class BackendRegistry(Registry[Backend]):
+    """Name -> Backend, plus which of them are installed."""
 
     def __init__(self) -> None:
-        self._backends: dict[str, Backend] = {}
-
-    def register(self, backend: Backend) -> None:
-        if backend.name in self._backends:
-            raise InternalError(f"backend {backend.name!r} is registered twice")
-        self._backends[backend.name] = backend
-
-    def get(self, name: str) -> Backend:
-        try:
-            return self._backends[name]
-        except KeyError:
-            raise UserError(f"unknown backend {name!r}; known: {', '.join(self.names())}") from None
-
-    def names(self) -> list[str]:
-        return sorted(self._backends)
+        super().__init__("backend")
 
     def installed(self) -> list[str]:
-        return [n for n in self.names() if self._backends[n].available()]
+        return [b.name for b in self if b.available()]
 
     def resolve(self, names: list[str]) -> list[Backend]:
         """Expand ``all`` to every installed backend and check the others exist and are installed."""
         if names == ["all"]:
-            return [self._backends[n] for n in self.installed()]
+            return [b for b in self if b.available()]
         chosen = [self.get(n) for n in names]
         for b in chosen:
             b.require()

@@ -6,8 +6,6 @@ times the call; subclasses implement only ``_run``.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -17,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ferry.errors import UserError
+from ferry.registry import importable
 
 
 @dataclass(frozen=True)
@@ -103,15 +102,13 @@ class Session(ABC):
 
 def installed_version(module: str, distribution: str) -> str | None:
     """Version of an optional runtime, or ``None`` when its module cannot be imported."""
-    if module in sys.modules and sys.modules[module] is None:
-        return None  # blocked on purpose (tests simulate a missing runtime this way)
-    try:
-        if importlib.util.find_spec(module) is None:
-            return None
-        from importlib import metadata
+    if not importable(module):
+        return None
+    from importlib import metadata
 
+    try:
         return metadata.version(distribution)
-    except (ImportError, ValueError):
+    except metadata.PackageNotFoundError:
         return None
 
 

@@ -119,7 +119,7 @@ class OrtFormatBackend(OnnxRuntimeBackend):
         import tempfile
         from pathlib import Path
 
-        from ferry.package import ort_format
+        from ferry.targets.ort_mobile import ort_format
 
         self.require()
         with tempfile.TemporaryDirectory(prefix="ferry-ort-format-") as tmp:

@@ -20,8 +20,9 @@ from ferry.cli._common import (
     specs_from,
     status,
 )
-from ferry.package import TARGETS, package
+from ferry.package import package
 from ferry.specs import parse_kwargs
+from ferry.targets import TARGETS
 
 
 def package_cmd(

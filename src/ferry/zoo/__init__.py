@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 from torch import nn
 
-from ferry.errors import InternalError, UserError
 from ferry.preprocessing import Preprocess, for_task
+from ferry.registry import Registry
 from ferry.specs import InputSpec, parse_input_spec
 
 
@@ -77,31 +77,6 @@ class ZooModel:
         return model.eval()
 
 
-class Registry:
-    """A name -> ZooModel table that refuses duplicates and lists known names on a miss."""
-
-    def __init__(self) -> None:
-        self._models: dict[str, ZooModel] = {}
-
-    def register(self, model: ZooModel) -> ZooModel:
-        if model.name in self._models:
-            raise InternalError(f"zoo model {model.name!r} is registered twice")
-        self._models[model.name] = model
-        return model
-
-    def get(self, name: str) -> ZooModel:
-        try:
-            return self._models[name]
-        except KeyError:
-            raise UserError(f"unknown zoo model {name!r}; known: {', '.join(sorted(self._models))}") from None
-
-    def names(self) -> list[str]:
-        return sorted(self._models)
-
-    def __iter__(self) -> Iterator[ZooModel]:
-        return iter(self._models[n] for n in self.names())
-
-
 def _specs(*texts: str, names: tuple[str, ...]) -> tuple[InputSpec, ...]:
     return tuple(parse_input_spec(t).with_name(n) for t, n in zip(texts, names, strict=True))
 
@@ -115,10 +90,10 @@ def superres_name(scale: int) -> str:
     return "superres" if scale == 3 else f"superres_x{scale}"
 
 
-def _build_registry() -> Registry:
+def _build_registry() -> Registry[ZooModel]:
     from ferry.zoo import alexnet, edsr, srresnet, superres
 
-    reg = Registry()
+    reg: Registry[ZooModel] = Registry("zoo model")
     for scale in SUPERRES_SCALES:
         reg.register(
             ZooModel(

@@ -1,0 +1,98 @@
+"""What every package target shares: the build context, the target record and the README."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ferry.models import LoadedModel
+from ferry.registry import importable
+from ferry.specs import InputSpec
+
+
+@dataclass
+class BuildContext:
+    """What a target's builder gets: the model, its ONNX export and the folder to write into."""
+
+    onnx_path: Path
+    loaded: LoadedModel | None
+    specs: tuple[InputSpec, ...]
+    output_names: tuple[str, ...]
+    task: dict[str, Any]
+    folder: Path
+    notes: list[str] = field(default_factory=list)
+    #: extra manifest entries a target adds (e.g. the operators an ORT build must include)
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: the runtime's version when it is not the Python package the target imports (npm packages)
+    runtime_version: str = ""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A deployment target: its name, runtime, the pip extra that installs its converter, and the
+    function that writes the package. ``module`` targets start from the PyTorch module rather
+    than from the ONNX file."""
+
+    name: str
+    summary: str
+    runtime: str
+    extra: str
+    module: str
+    build: Callable[[BuildContext], list[str]]
+    needs_module: bool = False
+
+    def available(self) -> bool:
+        return importable(self.module)
+
+
+def write_readme(ctx: BuildContext, runtime: str, snippet: Sequence[str]) -> None:
+    """Write the package README: inputs and outputs, pre/post-processing, a usage snippet, notes."""
+    io_lines = [
+        f"- input `{s.name}`: {s.dtype} [{', '.join(d.name or str(d.size) for d in s.dims)}]" for s in ctx.specs
+    ] + [f"- output `{n}`" for n in ctx.output_names]
+    task = ctx.task
+    pre = []
+    if task:
+        pre.append(f"- task: {task.get('kind', '?')}" + (f", x{task['scale']}" if "scale" in task else ""))
+        if task.get("colour"):
+            pre.append(f"- pixels: {task['colour']}")
+        if task.get("input_layout"):
+            pre.append(f"- layout: in {task['input_layout']}, out {task.get('output_layout', '?')}")
+    text = "\n".join(
+        [
+            f"# {runtime} package",
+            "",
+            "Made by `ferry package`. `manifest.json` lists the inputs, outputs, pre/post-processing and",
+            "the hash of every file.",
+            "",
+            "## Inputs and outputs",
+            *io_lines,
+            "(named dims are dynamic)",
+            *(["", "## Pre/post-processing", *pre] if pre else []),
+            "",
+            "## Use",
+            "```",
+            *snippet,
+            "```",
+            *(["", "## Notes", *[f"- {n}" for n in ctx.notes]] if ctx.notes else []),
+            "",
+        ]
+    )
+    (ctx.folder / "README.md").write_text(text)
+
+
+def quietly(fn: Callable[[], object]) -> None:
+    """Run a converter with its prints and INFO logs swallowed (their output is not ferry's)."""
+    import contextlib
+    import io
+    import logging
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            fn()
+    finally:
+        logging.disable(previous)
