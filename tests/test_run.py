@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import ferry
+from ferry.backends import REGISTRY
 from ferry.errors import UserError
 from ferry.run import read_arrays, save_outputs
 from ferry.specs import parse_input_specs
@@ -59,3 +60,11 @@ def test_save_outputs_is_atomic_npz(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"\.npz"):
         save_outputs({"y": np.arange(3)}, tmp_path / "o.txt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.npz"]
+
+
+def test_a_closed_session_refuses_to_run(superres_onnx: Path) -> None:
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    with REGISTRY.get("onnxruntime").load(str(superres_onnx)) as session:
+        assert session.run({"input": x}).outputs["output"].shape == (1, 1, 24, 24)
+    with pytest.raises(UserError, match="onnxruntime session is closed; load the model again"):
+        session.run({"input": x})

@@ -69,8 +69,12 @@ def test_ort_web_session_reports_page_timing_and_bad_models(tmp_path: Path, supe
         x = np.random.default_rng(0).random((1, 1, 20, 12), dtype=np.float32)
         out = session.run({"input": x})
         assert out.outputs["output"].shape == (1, 1, 60, 36) and 0 < out.seconds < 10
+        page = session._pages[0]
     finally:
         session.close()
+    assert page.is_closed() and not session._pages
+    with pytest.raises(UserError, match="ort-web session is closed"):
+        session.run({"input": x})
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises((UserError, Exception)):

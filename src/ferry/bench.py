@@ -466,6 +466,8 @@ def _bench_one(
         rows[name].error = errors.get(name, "")
     for row in rows.values():
         row.runs = len(row.latencies)
+    for session in sessions.values():
+        session.close()
     sessions.clear()
     gc.collect()
     return list(rows.values())

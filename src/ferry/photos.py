@@ -128,12 +128,14 @@ def compare_on_photos(
                 own = reopen(backend, (lr.height, lr.width))
             runner = session_runner(own)
             out = super_resolve(lr, runner)
+            times.append(_median_ms(runner, imaging.y_to_array(imaging.split_ycbcr(lr)[0])))
+            if own is not session:
+                own.close()
             arr = np.asarray(out)
             diff = arr.astype(np.float64) - ref_outputs[k].astype(np.float64)
             sq_err, count = sq_err + float(np.square(diff).sum()), count + diff.size
             vs_hr.append(imaging.psnr(originals[k], imaging.luminance(out), border=border))
             worst = max(worst, int(np.abs(arr.astype(np.int16) - ref_outputs[k].astype(np.int16)).max()))
-            times.append(_median_ms(runner, imaging.y_to_array(imaging.split_ycbcr(lr)[0])))
             if k == 0:
                 crops[backend] = _crop(out)
         file, size = (artifacts or {}).get(backend, ("", None))

@@ -349,123 +349,131 @@ def verify(
         raise UserError(f"no input shapes known for {path}; give --input specs or files")
     specs = named_inputs(loaded, declared) if declared else ()
     sessions, onnx_refused = _open_backends(cfg.backends, path)
-    if sessions:
-        graph_inputs, graph_outputs = (
-            next(iter(sessions.values())).session.inputs,
-            next(iter(sessions.values())).session.outputs,
-        )
-    else:
-        from ferry.backends.reference import graph_io
+    try:
+        if sessions:
+            graph_inputs, graph_outputs = (
+                next(iter(sessions.values())).session.inputs,
+                next(iter(sessions.values())).session.outputs,
+            )
+        else:
+            from ferry.backends.reference import graph_io
 
-        graph_inputs, graph_outputs = graph_io(proto)
-    onnx_inputs = [i.name for i in graph_inputs]
-    if specs and [s.name for s in specs] != onnx_inputs:
-        if len(specs) != len(onnx_inputs):
-            raise UserError(f"{path} has inputs {onnx_inputs} but the model takes {[s.name for s in specs]}")
-        specs = tuple(s.with_name(n) for s, n in zip(specs, onnx_inputs, strict=True))
-    output_names = [o.name for o in graph_outputs]
-    module_sessions, refused = _open_module_backends(cfg.backends, loaded.module, specs, output_names)
-    sessions |= module_sessions
-    refused = onnx_refused | refused
-    if not sessions and not refused:
-        raise UserError(f"no backend among {', '.join(cfg.backends)} could load the model")
-    # PyTorch is held to the ONNX file's input contract (names, dtypes, static dims).
-    reference = REGISTRY.get("torch").load(loaded.module, inputs=graph_inputs, outputs=output_names)
-    tolerances = {n: Tolerance(*t) for n, t in loaded.output_tolerances.items()} | dict(cfg.tolerances)
-    defaults = {name: _default_tolerance(cfg, loaded, sub.session.precision) for name, sub in sessions.items()}
-    verdicts = {
-        name: BackendVerdict(name=name, version=sub.version, settings=dict(sub.session.settings), gating=sub.gating)
-        for name, sub in sessions.items()
-    }
-    for name, reason in refused.items():
-        verdict = BackendVerdict(name=name, version=REGISTRY.get(name).version() or "", settings={}, gating=False)
-        verdict.checks.append(Check(name, "load", 0, [], 0.0, reason))
-        verdicts[name] = verdict
-    cases: list[tuple[str, int, dict[str, np.ndarray]]] = []
-    shapes: list[dict[str, list[int]]] = []
-    if specs:
-        for sizes in shape_variants(specs) if cfg.other_shapes else [{}]:
-            current = [s.with_sizes(sizes) for s in specs]
-            shapes.append({s.name: list(s.shape) for s in current})
-            cases += [(_label(current), k, _sample(current, cfg.seed, k)) for k in range(cfg.samples)]
-    for k, (label, feeds) in enumerate(data or ()):
-        cases.append((label, k, dict(feeds)))
-        shape = {n: list(np.shape(a)) for n, a in feeds.items()}
-        if shape not in shapes:
-            shapes.append(shape)
-    failing: dict[str, dict[str, np.ndarray]] = {}
-    for label, index, feeds in cases:
-        try:
-            ref = reference.run(feeds).outputs
-        except UserError:
-            raise
-        except Exception as exc:  # the user's forward() may raise anything at a new shape
-            raise UserError(f"the PyTorch model failed at {label}: {type(exc).__name__}: {exc}") from exc
-        for name, sub in sessions.items():
-            if sub.samples_per_shape is not None and index >= sub.samples_per_shape:
-                continue
-            if REGISTRY.get(name).artifact == "module" and not _fits(sub.session, feeds):
-                # The lowering fixed a dim the export kept dynamic: this target is static there.
-                note = f"{label}: not run, the lowered program is static ({_static_dims(sub.session)})"
-                if note not in verdicts[name].notes:
-                    verdicts[name].notes.append(note)
-                continue
+            graph_inputs, graph_outputs = graph_io(proto)
+        onnx_inputs = [i.name for i in graph_inputs]
+        if specs and [s.name for s in specs] != onnx_inputs:
+            if len(specs) != len(onnx_inputs):
+                raise UserError(f"{path} has inputs {onnx_inputs} but the model takes {[s.name for s in specs]}")
+            specs = tuple(s.with_name(n) for s, n in zip(specs, onnx_inputs, strict=True))
+        output_names = [o.name for o in graph_outputs]
+        module_sessions, refused = _open_module_backends(cfg.backends, loaded.module, specs, output_names)
+        sessions |= module_sessions
+        refused = onnx_refused | refused
+        if not sessions and not refused:
+            raise UserError(f"no backend among {', '.join(cfg.backends)} could load the model")
+        # PyTorch is held to the ONNX file's input contract (names, dtypes, static dims).
+        reference = REGISTRY.get("torch").load(loaded.module, inputs=graph_inputs, outputs=output_names)
+        tolerances = {n: Tolerance(*t) for n, t in loaded.output_tolerances.items()} | dict(cfg.tolerances)
+        defaults = {name: _default_tolerance(cfg, loaded, sub.session.precision) for name, sub in sessions.items()}
+        verdicts = {
+            name: BackendVerdict(name=name, version=sub.version, settings=dict(sub.session.settings), gating=sub.gating)
+            for name, sub in sessions.items()
+        }
+        for name, reason in refused.items():
+            verdict = BackendVerdict(name=name, version=REGISTRY.get(name).version() or "", settings={}, gating=False)
+            verdict.checks.append(Check(name, "load", 0, [], 0.0, reason))
+            verdicts[name] = verdict
+        cases: list[tuple[str, int, dict[str, np.ndarray]]] = []
+        shapes: list[dict[str, list[int]]] = []
+        if specs:
+            for sizes in shape_variants(specs) if cfg.other_shapes else [{}]:
+                current = [s.with_sizes(sizes) for s in specs]
+                shapes.append({s.name: list(s.shape) for s in current})
+                cases += [(_label(current), k, _sample(current, cfg.seed, k)) for k in range(cfg.samples)]
+        for k, (label, feeds) in enumerate(data or ()):
+            cases.append((label, k, dict(feeds)))
+            shape = {n: list(np.shape(a)) for n, a in feeds.items()}
+            if shape not in shapes:
+                shapes.append(shape)
+        failing: dict[str, dict[str, np.ndarray]] = {}
+        for label, index, feeds in cases:
             try:
-                got = sub.session.run(feeds)
-            except UserError as exc:
-                verdicts[name].checks.append(Check(name, label, index, [], 0.0, str(exc)))
-                continue
-            stats = compare_outputs(ref, got.outputs, tolerances=tolerances, default=defaults[name])
-            check = Check(name, label, index, stats, got.seconds)
-            verdicts[name].checks.append(check)
-            localizable = REGISTRY.get(name).artifact == "onnx"  # localization walks the ONNX graph
-            if not check.ok and verdicts[name].gating and name not in failing and localizable:
-                failing[name] = feeds
-    divergence = None
-    if failing and cfg.localize:
-        from ferry.localize import locate_divergence
+                ref = reference.run(feeds).outputs
+            except UserError:
+                raise
+            except Exception as exc:  # the user's forward() may raise anything at a new shape
+                raise UserError(f"the PyTorch model failed at {label}: {type(exc).__name__}: {exc}") from exc
+            for name, sub in sessions.items():
+                if sub.samples_per_shape is not None and index >= sub.samples_per_shape:
+                    continue
+                if REGISTRY.get(name).artifact == "module" and not _fits(sub.session, feeds):
+                    # The lowering fixed a dim the export kept dynamic: this target is static there.
+                    note = f"{label}: not run, the lowered program is static ({_static_dims(sub.session)})"
+                    if note not in verdicts[name].notes:
+                        verdicts[name].notes.append(note)
+                    continue
+                try:
+                    got = sub.session.run(feeds)
+                except UserError as exc:
+                    verdicts[name].checks.append(Check(name, label, index, [], 0.0, str(exc)))
+                    continue
+                stats = compare_outputs(ref, got.outputs, tolerances=tolerances, default=defaults[name])
+                check = Check(name, label, index, stats, got.seconds)
+                verdicts[name].checks.append(check)
+                localizable = REGISTRY.get(name).artifact == "onnx"  # localization walks the ONNX graph
+                if not check.ok and verdicts[name].gating and name not in failing and localizable:
+                    failing[name] = feeds
+        divergence = None
+        if failing and cfg.localize:
+            from ferry.localize import locate_divergence
 
-        name, feeds = next(iter(failing.items()))
-        divergence = locate_divergence(
-            path, feeds, backend=name, module=loaded.module, tolerance=defaults[name] or Tolerance(1e-4, 1e-5)
+            name, feeds = next(iter(failing.items()))
+            divergence = locate_divergence(
+                path, feeds, backend=name, module=loaded.module, tolerance=defaults[name] or Tolerance(1e-4, 1e-5)
+            )
+        comparison = None
+        if (
+            photos is not None
+            and loaded.task.get("kind") == "super-resolution"
+            and loaded.task.get("preprocess") == "y"
+        ):
+            from ferry.imaging import find_images, load_image
+            from ferry.photos import artifact_of, compare_on_photos
+            from ferry.superres import torch_runner
+
+            pictures = [(p.name, load_image(p)) for p in find_images(photos)]
+            # Slow oracles (the numpy reference evaluator) check semantics, not photos.
+            runtimes = {name: sub for name, sub in sessions.items() if sub.samples_per_shape is None}
+            y_spec = specs[0]
+
+            def reopen(name: str, size: tuple[int, int]) -> Session:
+                """A module target's session converted at one photo's low-resolution size."""
+                sizes = {d.name: v for d, v in zip(y_spec.dims[2:], size, strict=True) if d.name}
+                if y_spec.dims[0].name:
+                    sizes[y_spec.dims[0].name] = 1
+                shaped = replace(y_spec, dims=tuple(Dim(sizes.get(d.name or "", d.size)) for d in y_spec.dims))
+                return REGISTRY.get(name).load(loaded.module, inputs=[shaped], outputs=output_names)
+
+            comparison = compare_on_photos(
+                torch_runner(loaded.module),
+                {name: sub.session for name, sub in runtimes.items()},
+                pictures,
+                scale=int(loaded.task["scale"]),
+                artifacts={name: artifact_of(name, path, sub.session) for name, sub in runtimes.items()},
+                reopen=reopen,
+            )
+        return VerifyReport(
+            source=loaded.source,
+            onnx_path=path,
+            shapes=shapes,
+            samples=cfg.samples,
+            backends=verdicts,
+            reference={"backend": "torch", "version": torch.__version__, "mode": "eager"},
+            first_divergence=divergence,
+            photos=comparison,
         )
-    comparison = None
-    if photos is not None and loaded.task.get("kind") == "super-resolution" and loaded.task.get("preprocess") == "y":
-        from ferry.imaging import find_images, load_image
-        from ferry.photos import artifact_of, compare_on_photos
-        from ferry.superres import torch_runner
-
-        pictures = [(p.name, load_image(p)) for p in find_images(photos)]
-        # Slow oracles (the numpy reference evaluator) check semantics, not photos.
-        runtimes = {name: sub for name, sub in sessions.items() if sub.samples_per_shape is None}
-        y_spec = specs[0]
-
-        def reopen(name: str, size: tuple[int, int]) -> Session:
-            """A module target's session converted at one photo's low-resolution size."""
-            sizes = {d.name: v for d, v in zip(y_spec.dims[2:], size, strict=True) if d.name}
-            if y_spec.dims[0].name:
-                sizes[y_spec.dims[0].name] = 1
-            shaped = replace(y_spec, dims=tuple(Dim(sizes.get(d.name or "", d.size)) for d in y_spec.dims))
-            return REGISTRY.get(name).load(loaded.module, inputs=[shaped], outputs=output_names)
-
-        comparison = compare_on_photos(
-            torch_runner(loaded.module),
-            {name: sub.session for name, sub in runtimes.items()},
-            pictures,
-            scale=int(loaded.task["scale"]),
-            artifacts={name: artifact_of(name, path, sub.session) for name, sub in runtimes.items()},
-            reopen=reopen,
-        )
-    return VerifyReport(
-        source=loaded.source,
-        onnx_path=path,
-        shapes=shapes,
-        samples=cfg.samples,
-        backends=verdicts,
-        reference={"backend": "torch", "version": torch.__version__, "mode": "eager"},
-        first_divergence=divergence,
-        photos=comparison,
-    )
+    finally:
+        for sub in sessions.values():
+            sub.session.close()
 
 
 def image_data(model: LoadedModel, folder: str | os.PathLike[str]) -> list[tuple[str, dict[str, np.ndarray]]]:

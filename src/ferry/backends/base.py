@@ -48,6 +48,7 @@ class Session(ABC):
     inputs: tuple[TensorInfo, ...] = ()
     outputs: tuple[TensorInfo, ...] = ()
     settings: dict[str, Any]
+    _closed: bool = False
 
     def __init__(self) -> None:
         self.settings = {}
@@ -90,6 +91,8 @@ class Session(ABC):
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> RunOutput:
         """Run the model on named inputs and return named outputs with the wall time."""
+        if self._closed:
+            raise UserError(f"this {self.backend or 'runtime'} session is closed; load the model again")
         clean = self.check_feeds(feeds)
         start = time.perf_counter()
         outputs = self._run(clean)
@@ -98,6 +101,18 @@ class Session(ABC):
     @abstractmethod
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model; inputs are already validated."""
+
+    def close(self) -> None:
+        """Release what the session holds outside this process's memory (a browser page, a
+        server; the in-process runtimes hold nothing of the kind). A closed session refuses to
+        run. Subclasses that override it call ``super().close()``."""
+        self._closed = True
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def installed_version(module: str, distribution: str) -> str | None:

@@ -152,6 +152,7 @@ class OrtWebSession(Session):
         while self._pages:
             web.close_page(self._pages.pop())
         self._finalizer()
+        super().close()
 
 
 def _first_line(exc: BaseException) -> str:
