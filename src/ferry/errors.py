@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
 
 class FerryError(Exception):
     """Base of every error ferry raises on purpose."""
@@ -35,3 +39,19 @@ EXIT_OK = 0
 EXIT_USER_ERROR = 1
 EXIT_VERIFICATION_FAILED = 2
 EXIT_INTERNAL_ERROR = 3
+
+
+def first_line(exc: BaseException, *, root: bool = False, limit: int = 300) -> str:
+    """An exception as ``Type: first non-empty line`` for a one-line error, without colour codes.
+
+    Args:
+        root: follow ``__cause__`` to the innermost exception (torch.onnx wraps the real failure,
+            e.g. a data-dependent branch, in a generic "Failed to export").
+        limit: longest message kept, in characters.
+    """
+    while root and exc.__cause__ is not None:
+        exc = exc.__cause__
+    for line in _ANSI.sub("", str(exc)).splitlines():
+        if line.strip():
+            return f"{type(exc).__name__}: {' '.join(line.split())[:limit]}"
+    return type(exc).__name__

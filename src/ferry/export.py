@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -28,7 +27,7 @@ from torch import nn
 
 from ferry._version import __version__
 from ferry.backends.torch import flatten_outputs
-from ferry.errors import UserError
+from ferry.errors import UserError, first_line
 from ferry.models import LoadedModel, load_model, named_inputs, rgb_io_model
 from ferry.specs import InputSpec
 
@@ -103,25 +102,6 @@ def output_names_for(model: LoadedModel, args: tuple[torch.Tensor, ...]) -> tupl
     with torch.inference_mode():
         result = model.module(*args)
     return tuple(name for name, _ in flatten_outputs(result))
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _first_line(exc: BaseException) -> str:
-    """The root cause of an exception in one line, without terminal colour codes.
-
-    torch.onnx wraps the real failure (e.g. a data-dependent branch) in a generic
-    "Failed to export" error; the innermost cause says what to fix.
-    """
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    text = _ANSI.sub("", str(exc)).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return f"{type(exc).__name__}: {line[:300]}"
-    return type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -295,7 +275,7 @@ def export(
         raise
     except Exception as exc:  # the user's forward() may raise anything
         raise UserError(
-            f"{loaded.source} failed on example inputs {[str(s) for s in specs]}: {_first_line(exc)};"
+            f"{loaded.source} failed on example inputs {[str(s) for s in specs]}: {first_line(exc, root=True)};"
             " check the --input shapes and dtypes"
         ) from exc
     out = Path(output)
@@ -321,7 +301,7 @@ def export(
                 used = name
                 break
             except Exception as exc:  # exporters raise many unrelated types; each is reported
-                failures[name] = _first_line(exc)
+                failures[name] = first_line(exc, root=True)
     if proto is None:
         detail = "; ".join(f"{k} exporter: {v}" for k, v in failures.items())
         hint = " try --exporter torchscript" if cfg.exporter == "dynamo" else ""

@@ -23,7 +23,7 @@ from torch import nn
 
 from ferry._io import native_output_silenced
 from ferry.backends.base import Backend, Session, TensorInfo, installed_version
-from ferry.errors import UserError
+from ferry.errors import UserError, first_line
 from ferry.specs import InputSpec
 
 # Factor between a dynamic dim's example size and its upper bound in the lowered program.
@@ -120,8 +120,7 @@ def lower(module: nn.Module, specs: Sequence[InputSpec], *, seed: int = 0) -> Lo
             warnings.simplefilter("ignore")
             program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
     except Exception as exc:  # torch.export and exir raise many types; the message names the op
-        first = " ".join(str(exc).strip().splitlines()[0].split())[:300] if str(exc).strip() else ""
-        raise UserError(f"ExecuTorch cannot lower the model: {type(exc).__name__}: {first}") from exc
+        raise UserError(f"ExecuTorch cannot lower the model: {first_line(exc)}") from exc
     return Lowered(bytes(program.buffer), dynamic)
 
 

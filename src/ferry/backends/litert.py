@@ -24,7 +24,7 @@ from torch import nn
 
 from ferry._io import native_output_silenced
 from ferry.backends.base import Backend, Session, TensorInfo, installed_version
-from ferry.errors import UserError
+from ferry.errors import UserError, first_line
 from ferry.specs import InputSpec
 
 
@@ -67,8 +67,7 @@ def convert(module: nn.Module, specs: Sequence[InputSpec], *, seed: int = 0) -> 
                 edge.export(os.fspath(path))
                 return path.read_bytes()
         except Exception as exc:  # torch.export and the MLIR converter raise many types
-            first = " ".join(str(exc).strip().splitlines()[0].split())[:300] if str(exc).strip() else ""
-            raise UserError(f"LiteRT cannot convert the model: {type(exc).__name__}: {first}") from exc
+            raise UserError(f"LiteRT cannot convert the model: {first_line(exc)}") from exc
 
 
 class LiteRTSession(Session):

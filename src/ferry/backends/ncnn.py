@@ -24,7 +24,7 @@ from torch import nn
 
 from ferry._io import native_output_silenced
 from ferry.backends.base import Backend, Session, TensorInfo, installed_version
-from ferry.errors import UserError
+from ferry.errors import UserError, first_line
 from ferry.specs import InputSpec
 
 
@@ -78,8 +78,7 @@ def convert(module: nn.Module, specs: Sequence[InputSpec], *, seed: int = 0) -> 
         except UserError:
             raise
         except Exception as exc:  # TorchScript tracing and pnnx raise many types
-            first_line = " ".join(str(exc).strip().splitlines()[0].split())[:300] if str(exc).strip() else ""
-            raise UserError(f"ncnn cannot take the model: {type(exc).__name__}: {first_line}") from exc
+            raise UserError(f"ncnn cannot take the model: {first_line(exc)}") from exc
 
 
 class NcnnSession(Session):

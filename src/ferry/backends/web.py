@@ -21,7 +21,7 @@ import numpy as np
 
 from ferry.backends.base import Backend, BackendInfo, RunOutput, Session
 from ferry.backends.reference import graph_io
-from ferry.errors import MissingDependencyError, UserError
+from ferry.errors import MissingDependencyError, UserError, first_line
 
 _HARNESS = """<!doctype html>
 <html><head><meta charset="utf-8"><title>ferry ort-web harness</title>
@@ -105,7 +105,7 @@ class OrtWebSession(Session):
             try:
                 loaded = self._page.evaluate("([url, threads]) => ferryLoad(url, threads)", ["model.onnx", threads])
             except Exception as exc:  # playwright's Error carries the page's exception text
-                raise UserError(f"ONNX Runtime Web cannot load {path}: {_first_line(exc)}") from exc
+                raise UserError(f"ONNX Runtime Web cannot load {path}: {first_line(exc, limit=400)}") from exc
         except BaseException:
             self.close()
             raise
@@ -136,7 +136,7 @@ class OrtWebSession(Session):
         try:
             answer = self._page.evaluate("(feeds) => ferryRun(feeds)", payload)
         except Exception as exc:  # playwright's Error carries the page's exception text
-            raise UserError(f"ONNX Runtime Web failed to run the model: {_first_line(exc)}") from exc
+            raise UserError(f"ONNX Runtime Web failed to run the model: {first_line(exc, limit=400)}") from exc
         self._last_ms = float(answer["ms"])
         outputs = {}
         for info in self.outputs:
@@ -153,11 +153,6 @@ class OrtWebSession(Session):
             web.close_page(self._pages.pop())
         self._finalizer()
         super().close()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:400]
 
 
 class OrtWebBackend(Backend):
