@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import os
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ferry.backends import REGISTRY, Session
+from ferry.backends import REGISTRY, Backend, Session
 from ferry.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, compare_outputs
 from ferry.errors import UserError
 from ferry.export import read_metadata
@@ -224,27 +224,9 @@ class _Subject:
 
 
 def _open_backends(names: Sequence[str], path: Path) -> tuple[dict[str, _Subject], dict[str, str]]:
-    """Load each ONNX backend named (``all``: every installed one).
-
-    Under ``all``, a target that cannot take the model (``may_refuse``: MNN's converter, a
-    reduced build) is recorded with its reason instead of failing the run.
-    """
+    """Load each ONNX backend named (``all``: every installed one)."""
+    sessions, refused = _open_sessions(names, "onnx", lambda b: b.load(os.fspath(path)))
     chosen = REGISTRY.resolve(list(names))
-    every = list(names) == ["all"]
-    sessions: dict[str, _Subject] = {}
-    refused: dict[str, str] = {}
-    for b in chosen:
-        if b.artifact != "onnx":
-            continue  # torch is the reference; module backends are opened once the specs are known
-        try:
-            session = b.load(os.fspath(path))
-        except UserError as exc:
-            if not (every and b.may_refuse):
-                raise
-            refused[b.name] = str(exc)
-            continue
-        gating = not (every and b.informational_in_all)
-        sessions[b.name] = _Subject(session, b.version() or "", gating, b.samples_per_shape)
     if not sessions and not refused and not any(b.artifact == "module" for b in chosen):
         raise UserError(f"no ONNX backend among {', '.join(names)}; installed: {', '.join(REGISTRY.installed())}")
     return sessions, refused
@@ -253,19 +235,27 @@ def _open_backends(names: Sequence[str], path: Path) -> tuple[dict[str, _Subject
 def _open_module_backends(
     names: Sequence[str], module: torch.nn.Module, specs: Sequence[InputSpec], output_names: Sequence[str]
 ) -> tuple[dict[str, _Subject], dict[str, str]]:
-    """Lower the PyTorch module for each runtime that starts from it (ExecuTorch, ...).
+    """Lower the PyTorch module for each runtime that starts from it (ExecuTorch, ...)."""
+    return _open_sessions(names, "module", lambda b: b.load(module, inputs=specs, outputs=output_names))
 
-    A target that cannot take the model is recorded with its reason; under ``all`` it does not
-    fail the verdict (the model simply does not run there), named explicitly it does.
+
+def _open_sessions(
+    names: Sequence[str], artifact: str, load: Callable[[Backend], Session]
+) -> tuple[dict[str, _Subject], dict[str, str]]:
+    """Open the named backends that take ``artifact`` (the torch reference is opened apart).
+
+    Under ``all``, a target that cannot take the model (``may_refuse``: a converter, a reduced
+    build) is recorded with its reason instead of failing the run: the model simply does not run
+    there. Named explicitly, its refusal is the error.
     """
     every = list(names) == ["all"]
     sessions: dict[str, _Subject] = {}
     refused: dict[str, str] = {}
     for b in REGISTRY.resolve(list(names)):
-        if b.artifact != "module":
+        if b.artifact != artifact:
             continue
         try:
-            session = b.load(module, inputs=specs, outputs=output_names)
+            session = load(b)
         except UserError as exc:
             if not (every and b.may_refuse):
                 raise
