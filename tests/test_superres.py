@@ -34,7 +34,7 @@ def test_the_stronger_model_beats_espcn_on_every_photo_as_its_card_says() -> Non
     espcn = evaluate(torch_runner(load_model("zoo:superres").module), photos, scale=3, border=3)
     card = zoo.get("superres_edsr").card()
     assert abs(edsr.mean_gain - card["validation"]["mean_gain_db"]) < 1e-3  # the card is reproducible
-    assert edsr.mean_gain >= 2.2 and edsr.mean_gain > espcn.mean_gain + 0.4
+    assert edsr.mean_gain >= 2.3 and edsr.mean_gain > espcn.mean_gain + 0.4  # issue 4's x3 target
     assert all(a.psnr_model > b.psnr_model for a, b in zip(edsr.images, espcn.images, strict=True))
     assert card["trained_by"] == "ferry train superres --arch edsr --loss l1"
 
