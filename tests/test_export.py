@@ -10,7 +10,8 @@ import pytest
 
 import ferry
 from ferry.errors import UserError
-from ferry.export import ExportConfig, read_metadata
+from ferry.export import ExportConfig
+from ferry.onnx_file import read_metadata
 from ferry.specs import parse_input_specs
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import ferry
 from ferry.errors import UserError, VerificationError
-from ferry.export import read_metadata
+from ferry.onnx_file import read_metadata
 from ferry.optimize import OptimizeConfig, optimize, refuse
 from ferry.specs import parse_input_spec
 

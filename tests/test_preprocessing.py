@@ -9,7 +9,7 @@ from PIL import Image
 
 from ferry import preprocessing, zoo
 from ferry.errors import UserError
-from ferry.export import read_metadata
+from ferry.onnx_file import read_metadata
 
 
 def test_every_zoo_model_names_a_known_preprocessing() -> None:

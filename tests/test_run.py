@@ -8,7 +8,8 @@ import pytest
 import ferry
 from ferry.backends import REGISTRY
 from ferry.errors import UserError
-from ferry.run import read_arrays, save_outputs
+from ferry.run import save_outputs
+from ferry.samples import read_arrays
 from ferry.specs import parse_input_specs
 
 

@@ -9,8 +9,9 @@ import pytest
 import ferry
 from ferry.compare import Tolerance, compare_arrays, parse_tolerance
 from ferry.errors import UserError
+from ferry.samples import shape_variants
 from ferry.specs import parse_input_specs
-from ferry.verify import VerifyConfig, shape_variants, write_report
+from ferry.verify import VerifyConfig, write_report
 
 
 def test_superres_passes_at_three_shapes(superres_onnx: Path) -> None:

@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ferry import onnx_file
 from ferry.backends import REGISTRY, Session, TensorInfo
 from ferry.errors import UserError
 from ferry.machine import PeakMemory, library_versions, machine
 from ferry.models import LoadedModel, forward_arg_names, load_model, named_inputs
-from ferry.run import load_onnx, stored_specs
+from ferry.onnx_file import stored_specs
+from ferry.samples import random_inputs
 from ferry.specs import Dim, InputSpec
 
 
@@ -235,11 +237,6 @@ def export_specs(groups: Sequence[Sequence[InputSpec]], *, dynamic_batch: bool) 
     return tuple(out)
 
 
-def _feeds(specs: Sequence[InputSpec], seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {s.name: s.sample(rng) for s in specs}
-
-
 def _module_bytes(loaded: LoadedModel) -> int:
     return sum(t.numel() * t.element_size() for t in (*loaded.module.parameters(), *loaded.module.buffers()))
 
@@ -340,8 +337,8 @@ def bench(
             raise UserError(
                 f"{', '.join(needs_module)} needs the PyTorch model: give --model SOURCE with an .onnx file"
             )
-        proto = load_onnx(path, load_external_data=False)
-        onnx_names = [i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
+        proto = onnx_file.load(path, load_external_data=False)
+        onnx_names = onnx_file.input_names(proto)
         declared = (named_inputs(loaded, loaded.inputs) if loaded and loaded.inputs else ()) or stored_specs(proto)
         if not declared and not cfg.inputs:
             raise UserError(f"no input shapes known for {path}; give --input specs")
@@ -419,7 +416,7 @@ def _bench_one(
     output_names: Sequence[str],
 ) -> list[BenchRow]:
     """Load every backend, warm it up, then time interleaved rounds until the budget is spent."""
-    feeds = _feeds(specs, cfg.seed)
+    feeds = random_inputs(specs, cfg.seed)
     batch = specs[0].shape[0] if specs and specs[0].shape else 1
     label = _label(specs)
     rows: dict[str, BenchRow] = {}

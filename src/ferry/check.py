@@ -9,7 +9,7 @@ from typing import Any
 
 import onnx
 
-from ferry.run import load_onnx
+from ferry import onnx_file
 
 
 @dataclass
@@ -55,7 +55,7 @@ def check(path: str | os.PathLike[str]) -> CheckResult:
         True
     """
     path = Path(path)
-    proto = load_onnx(path, load_external_data=False)
+    proto = onnx_file.load(path, load_external_data=False)
     opsets = {(o.domain or "ai.onnx"): o.version for o in proto.opset_import}
     base = CheckResult(
         path,

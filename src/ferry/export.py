@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import shutil
@@ -20,15 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
 
+from ferry import onnx_file
 from ferry._version import __version__
 from ferry.backends.torch import flatten_outputs
 from ferry.errors import UserError, first_line
 from ferry.models import LoadedModel, load_model, named_inputs, rgb_io_model
+from ferry.samples import random_inputs
 from ferry.specs import InputSpec
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
@@ -91,8 +91,7 @@ class ExportResult:
 
 def example_inputs(specs: Sequence[InputSpec], seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Deterministic example tensors for the given specs (used to trace the model)."""
-    rng = np.random.default_rng(seed)
-    return tuple(torch.from_numpy(s.sample(rng)) for s in specs)
+    return tuple(torch.from_numpy(a) for a in random_inputs(specs, seed).values())
 
 
 def output_names_for(model: LoadedModel, args: tuple[torch.Tensor, ...]) -> tuple[str, ...]:
@@ -194,14 +193,6 @@ def _torchscript_export(
 def _model_bytes(module: nn.Module) -> int:
     tensors = list(module.parameters()) + list(module.buffers())
     return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def _set_metadata(proto: onnx.ModelProto, meta: Mapping[str, str]) -> None:
-    keep = [p for p in proto.metadata_props if p.key not in meta]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
 
 
 def _write(proto: onnx.ModelProto, out: Path, external: bool) -> None:
@@ -306,16 +297,16 @@ def export(
         detail = "; ".join(f"{k} exporter: {v}" for k, v in failures.items())
         hint = " try --exporter torchscript" if cfg.exporter == "dynamo" else ""
         raise UserError(f"export of {loaded.source} failed ({detail});{hint or ' see --debug for the traceback'}")
-    _set_metadata(
+    onnx_file.write_metadata(
         proto,
         {
-            "ferry.version": __version__,
-            "ferry.exporter": used,
-            "ferry.source": loaded.source,
-            "ferry.inputs": json.dumps([s.to_dict() for s in specs]),
-            "ferry.outputs": json.dumps(list(outputs)),
-            "ferry.task": json.dumps(loaded.task),
-            "ferry.tolerance": json.dumps(list(loaded.tolerance)),
+            "version": __version__,
+            "exporter": used,
+            "source": loaded.source,
+            "inputs": [s.to_dict() for s in specs],
+            "outputs": list(outputs),
+            "task": loaded.task,
+            "tolerance": list(loaded.tolerance),
         },
     )
     proto.producer_name = "ferry"
@@ -336,17 +327,3 @@ def export(
         fallback_reason=failures.get("dynamo") if used == "torchscript" and cfg.exporter == "auto" else None,
         warnings=caught,
     )
-
-
-def read_metadata(proto: onnx.ModelProto) -> dict[str, Any]:
-    """The ``ferry.*`` metadata an export stored in a model, decoded."""
-    meta: dict[str, Any] = {}
-    for prop in proto.metadata_props:
-        if not prop.key.startswith("ferry."):
-            continue
-        key = prop.key[len("ferry.") :]
-        try:
-            meta[key] = json.loads(prop.value) if key in ("inputs", "outputs", "task", "tolerance") else prop.value
-        except json.JSONDecodeError:
-            meta[key] = prop.value
-    return meta

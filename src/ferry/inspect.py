@@ -14,9 +14,9 @@ from typing import Any
 import onnx
 from onnx import helper, shape_inference
 
+from ferry import onnx_file
 from ferry.errors import UserError
-from ferry.export import read_metadata
-from ferry.run import load_onnx, stored_specs
+from ferry.onnx_file import read_metadata, stored_specs
 from ferry.specs import InputSpec
 
 # Ops that move or reshape data without arithmetic; any other op counts one FLOP per output element.
@@ -207,7 +207,7 @@ def inspect_model(
         {'Conv': 4, 'Relu': 3, 'DepthToSpace': 1}
     """
     path = Path(path)
-    proto = load_onnx(path, load_external_data=False)
+    proto = onnx_file.load(path, load_external_data=False)
     params = 0
     nbytes = 0
     for init in proto.graph.initializer:

@@ -9,7 +9,6 @@ import importlib
 import importlib.util
 import inspect
 import os
-import pickle
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from torch import nn
 from ferry.errors import UserError
 from ferry.preprocessing import rgb_uint8
 from ferry.specs import InputSpec
+from ferry.weights import load_state_dict
 
 
 @dataclass
@@ -101,49 +101,6 @@ def forward_arg_names(module: nn.Module) -> list[str]:
     sig = inspect.signature(module.forward)
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return [p.name for p in sig.parameters.values() if p.kind in kinds]
-
-
-def load_state_dict(module: nn.Module, path: str | os.PathLike[str], *, strict: bool = True) -> None:
-    """Load a state dict from ``.safetensors`` or ``.pt/.pth`` (weights only) into ``module``.
-
-    Raises:
-        UserError: for a missing file, an unknown extension, a pickle that holds code, or
-            keys/shapes that do not match the model.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise UserError(f"cannot read safetensors file {path}: {exc}") from exc
-    elif suffix in (".pt", ".pth", ".bin"):
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
-            raise UserError(
-                f"refused to load {path}: it holds more than tensors ({first}); "
-                "save a plain state_dict, or convert it to .safetensors"
-            ) from exc
-        except (RuntimeError, OSError, EOFError) as exc:
-            raise UserError(f"cannot read weights file {path}: {exc}") from exc
-        if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-            state = state["state_dict"]
-        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise UserError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    else:
-        raise UserError(f"unsupported weights format {suffix!r} for {path}; use .safetensors, .pt or .pth")
-    try:
-        module.load_state_dict(dict(state), strict=strict)
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())
-        raise UserError(f"weights in {path} do not fit the model: {detail[:400]}") from exc
 
 
 def _resolve_attr(source: str) -> Any:

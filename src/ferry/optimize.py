@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ferry import onnx_file
 from ferry._io import atomic_path
 from ferry.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, compare_outputs
 from ferry.errors import MissingDependencyError, UserError, VerificationError
-from ferry.export import read_metadata
-from ferry.run import load_onnx, stored_specs
+from ferry.onnx_file import read_metadata, stored_specs
+from ferry.samples import sample
 
 QUANTIZE_MODES = ("int8", "fp16", "dynamic")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -149,13 +150,6 @@ class OptimizeResult:
         }
 
 
-def _ops(proto: onnx.ModelProto) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for node in proto.graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return dict(sorted(counts.items()))
-
-
 def _session(path: Path | str) -> Any:
     import onnxruntime as ort
 
@@ -216,11 +210,6 @@ def _nodes_to_exclude(proto: onnx.ModelProto, keep: Sequence[str]) -> list[str]:
     return out
 
 
-def _input_names(proto: onnx.ModelProto) -> list[str]:
-    inits = {t.name for t in proto.graph.initializer}
-    return [i.name for i in proto.graph.input if i.name not in inits]
-
-
 def _dynamic_spatial(proto: onnx.ModelProto, name: str) -> bool:
     for inp in proto.graph.input:
         if inp.name == name:
@@ -235,9 +224,9 @@ def calibration_data(
     """Calibration samples: ``.npy``/``.npz`` files or images of ``cfg.calibration``, else the
     default images; random crops of ``cfg.crop`` pixels where the model is spatially dynamic."""
     from ferry import imaging, preprocessing
-    from ferry.run import read_arrays
+    from ferry.samples import read_arrays
 
-    names = _input_names(proto)
+    names = onnx_file.input_names(proto)
     rng = np.random.default_rng(cfg.seed)
     samples: list[dict[str, np.ndarray]] = []
     images: list[Any] = []
@@ -365,7 +354,7 @@ def _psnr_gate(proto: onnx.ModelProto, original: Any, optimized: Any, cfg: Optim
 
     task = read_metadata(proto).get("task") or {}
     scale = int(task["scale"])
-    name = _input_names(proto)[0]
+    name = onnx_file.input_names(proto)[0]
     images = datasets.validation_images()
 
     def runner(sess: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -414,7 +403,7 @@ def optimize(
         raise UserError(f"the output must be an .onnx file, got {out}")
     if out.resolve() == src.resolve():
         raise UserError("the output would overwrite the input; give another -o path")
-    proto = load_onnx(src)
+    proto = onnx_file.load(src)
     meta = read_metadata(proto)
     task = meta.get("task") or {}
     is_sr = task.get("kind") == "super-resolution" and task.get("preprocess") == "y"
@@ -480,8 +469,8 @@ def optimize(
             steps=steps,
             size_before=src.stat().st_size,
             size_after=final.stat().st_size,
-            ops_before=_ops(proto),
-            ops_after=_ops(result_proto),
+            ops_before=onnx_file.op_histogram(proto),
+            ops_after=onnx_file.op_histogram(result_proto),
             stats=stats,
             gate=gate,
             latency_ratio=ratio,
@@ -515,7 +504,7 @@ def _stat_samples(proto: onnx.ModelProto, cfg: OptimizeConfig) -> tuple[str, lis
     from ferry import datasets, preprocessing
 
     prep = preprocessing.for_task(read_metadata(proto).get("task"))
-    names = _input_names(proto)
+    names = onnx_file.input_names(proto)
     if prep is not None:
         feeds = [dict(zip(names, prep(img), strict=True)) for _, img in datasets.validation_images()]
         return "bundled photos", feeds
@@ -523,14 +512,10 @@ def _stat_samples(proto: onnx.ModelProto, cfg: OptimizeConfig) -> tuple[str, lis
         return "calibration samples", calibration_data(proto, replace(cfg, calibration_samples=cfg.samples))
     specs = stored_specs(proto)
     if not specs:
-        from ferry.run import graph_specs
+        from ferry.onnx_file import graph_specs
 
         specs = graph_specs(proto)
-    feeds = []
-    for k in range(cfg.samples if specs else 0):
-        rng = np.random.default_rng([cfg.seed, k])
-        feeds.append({s.name: s.sample(rng) for s in specs})
-    return "random samples", feeds
+    return "random samples", [sample(specs, cfg.seed, k, patterned=False) for k in range(cfg.samples if specs else 0)]
 
 
 def _tensor_stats(

@@ -82,9 +82,10 @@ def package(
             folder without ``overwrite``.
         MissingDependencyError: the target's converter is not installed.
     """
-    from ferry.export import export, read_metadata
+    from ferry import onnx_file
+    from ferry.export import export
     from ferry.models import load_model, named_inputs
-    from ferry.run import load_onnx, stored_specs
+    from ferry.onnx_file import read_metadata, stored_specs
 
     start = time.perf_counter()
     spec = TARGETS.get(target)
@@ -108,13 +109,13 @@ def package(
             onnx_path = Path(tmp) / "model.onnx"
             export(loaded, onnx_path, inputs=inputs)
             source = loaded.source
-        proto = load_onnx(onnx_path, load_external_data=False)
+        proto = onnx_file.load(onnx_path, load_external_data=False)
         meta = read_metadata(proto)
         specs = tuple(inputs or ()) or (named_inputs(loaded, loaded.inputs) if loaded and loaded.inputs else ())
         specs = specs or stored_specs(proto)
         if not specs:
             raise UserError("no input shapes known; give --input specs")
-        names = [i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
+        names = onnx_file.input_names(proto)
         specs = tuple(s.with_name(n) for s, n in zip(specs, names, strict=False))
         outputs = tuple(o.name for o in proto.graph.output)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,21 +1,21 @@
-"""Run an ONNX file on a backend with inputs from ``.npy``/``.npz`` files or generated from specs."""
+"""``ferry run``: an ONNX file once on a backend, with inputs from ``.npy``/``.npz`` files or generated from specs."""
 
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
+from ferry import onnx_file
 from ferry._io import atomic_path
 from ferry.backends import REGISTRY, Session
 from ferry.errors import UserError
-from ferry.specs import InputSpec, parse_input_spec
+from ferry.samples import random_inputs
+from ferry.specs import InputSpec
 
 
 @dataclass
@@ -52,88 +52,9 @@ class RunResult:
         return {"backend": self.backend, "seconds": self.seconds, "settings": self.settings, "outputs": self.summary()}
 
 
-def load_onnx(path: str | os.PathLike[str], *, load_external_data: bool = True) -> onnx.ModelProto:
-    """Read an ONNX file with a clear error for a missing or corrupt file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"ONNX file not found: {path}")
-    try:
-        return onnx.load(str(path), load_external_data=load_external_data)
-    except Exception as exc:  # protobuf's DecodeError and friends are not part of onnx's API
-        raise UserError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc}); re-export it") from exc
-
-
-def stored_specs(proto: onnx.ModelProto) -> tuple[InputSpec, ...]:
-    """Input specs ferry stored at export time, or ``()`` for a file ferry did not write."""
-    from ferry.export import read_metadata
-
-    entries = read_metadata(proto).get("inputs") or []
-    return tuple(parse_input_spec(e["spec"]).with_name(e["name"]) for e in entries)
-
-
-def graph_specs(proto: onnx.ModelProto) -> tuple[InputSpec, ...]:
-    """Specs from the graph's declared input shapes; only possible when they are all static."""
-    specs = []
-    for inp in proto.graph.input:
-        tt = inp.type.tensor_type
-        dims = []
-        for d in tt.shape.dim:
-            if not d.HasField("dim_value"):
-                return ()
-            dims.append(str(d.dim_value))
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
-        specs.append(parse_input_spec(",".join(dims) + f":{dtype}").with_name(inp.name))
-    return tuple(specs)
-
-
-def input_names(path: str | os.PathLike[str]) -> list[str]:
-    """The graph's input names (initializers excluded), read from the file without a runtime."""
-    from ferry.backends.reference import graph_io
-
-    return [i.name for i in graph_io(load_onnx(path, load_external_data=False))[0]]
-
-
-def read_arrays(paths: Sequence[str], names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Read inputs from ``.npy`` files (in input order, or ``name=file.npy``) and ``.npz`` archives."""
-    feeds: dict[str, np.ndarray] = {}
-    positional = 0
-    for item in paths:
-        name, sep, file = item.partition("=")
-        if not sep:
-            name, file = "", item
-        path = Path(file)
-        if not path.is_file():
-            raise UserError(f"input file not found: {path}")
-        try:
-            if path.suffix == ".npz":
-                with np.load(path, allow_pickle=False) as archive:
-                    feeds.update({k: archive[k] for k in archive.files})
-                continue
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise UserError(f"cannot read {path} as a numpy array file: {exc}") from exc
-        if not name:
-            if positional >= len(names):
-                raise UserError(f"more input files than the model's {len(names)} input(s): {', '.join(names)}")
-            name = names[positional]
-            positional += 1
-        feeds[name] = arr
-    return feeds
-
-
-def is_array_file(text: str) -> bool:
-    return text.rpartition("=")[2].endswith((".npy", ".npz"))
-
-
-def make_inputs(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs from specs (seeded normals for floats, uniform ints in range)."""
-    rng = np.random.default_rng(seed)
-    return {s.name: s.sample(rng) for s in specs}
-
-
 def open_session(path: str | os.PathLike[str], backend: str = "onnxruntime", **options: Any) -> Session:
     """Load an ONNX file on an ONNX-consuming backend."""
-    load_onnx(path, load_external_data=False)
+    onnx_file.load(path, load_external_data=False)
     b = REGISTRY.get(backend)
     if b.artifact != "onnx":
         raise UserError(f"backend {backend!r} cannot run an ONNX file; use one of: onnxruntime")
@@ -172,12 +93,12 @@ def run(
                 raise UserError(f"the model has {len(names)} input(s) ({', '.join(names)}), got {len(specs)} specs")
             chosen = [s if s.name else s.with_name(n) for s, n in zip(specs, names, strict=True)]
         else:
-            proto = load_onnx(path, load_external_data=False)
-            chosen = list(stored_specs(proto) or graph_specs(proto))
+            proto = onnx_file.load(path, load_external_data=False)
+            chosen = list(onnx_file.stored_specs(proto) or onnx_file.graph_specs(proto))
             if not chosen:
                 want = "; ".join(i.describe() for i in session.inputs)
                 raise UserError(f"the model has dynamic inputs ({want}); give --input files or shapes")
-        inputs = make_inputs(chosen, seed)
+        inputs = random_inputs(chosen, seed)
     result = session.run(inputs)
     return RunResult(
         outputs=result.outputs, inputs=dict(inputs), seconds=result.seconds, backend=backend, settings=session.settings

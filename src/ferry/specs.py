@@ -43,6 +43,20 @@ class Dim:
 
 
 @dataclass(frozen=True)
+class TensorInfo:
+    """Name, dtype and shape of a graph's or session's input/output; ``None`` or a string marks a
+    dynamic dim."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str | None, ...]
+
+    def describe(self) -> str:
+        dims = ",".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype}[{dims}]"
+
+
+@dataclass(frozen=True)
 class InputSpec:
     """Shape, dtype and sample range of one model input.
 

@@ -183,7 +183,7 @@ def train_superres(
     arch_name, build = ARCHITECTURES[cfg.arch]
     model = build(cfg.scale)
     if cfg.init is not None:
-        from ferry.models import load_state_dict
+        from ferry.weights import load_state_dict
 
         load_state_dict(model, cfg.init)  # safetensors or a weights-only torch file; shapes must match
     identity = {"scale": cfg.scale, "seed": cfg.seed, "arch": cfg.arch}

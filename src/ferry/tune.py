@@ -129,15 +129,14 @@ def choose_runtime(
             inputs): the tile size when tiling, else an HD frame.
         on_status: called with a line saying that a measurement starts.
     """
-    from ferry import datasets
+    from ferry import datasets, onnx_file
     from ferry.bench import interleave
-    from ferry.export import read_metadata
-    from ferry.run import load_onnx
+    from ferry.onnx_file import read_metadata
 
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     path = Path(onnx_path)
-    task = read_metadata(load_onnx(path, load_external_data=False)).get("task") or {}
+    task = read_metadata(onnx_file.load(path, load_external_data=False)).get("task") or {}
     if task.get("kind") != "super-resolution" or task.get("preprocess") != "y":
         raise UserError(f"{path} is not a Y-channel super-resolution model exported by ferry")
     scale = int(task["scale"])

@@ -168,8 +168,9 @@ class YChannelModel:
     (or the fastest verified one)."""
 
     def __init__(self, cfg: UpscaleConfig, on_status: Callable[[str], None] | None = None) -> None:
+        from ferry import onnx_file
         from ferry.models import load_model
-        from ferry.run import load_onnx, open_session
+        from ferry.run import open_session
         from ferry.tune import PRECISIONS, choose_runtime, int8_copy
 
         if cfg.precision not in PRECISIONS:
@@ -201,9 +202,9 @@ class YChannelModel:
             path = Path(model)
             if cfg.backend == "torch":
                 raise UserError("--backend torch needs a zoo model; an ONNX file runs on an ONNX backend")
-            from ferry.export import read_metadata
+            from ferry.onnx_file import read_metadata
 
-            task = read_metadata(load_onnx(path, load_external_data=False)).get("task") or {}
+            task = read_metadata(onnx_file.load(path, load_external_data=False)).get("task") or {}
             if task.get("kind") != "super-resolution":
                 raise UserError(f"{path} was not exported by ferry from a super-resolution model")
             self.scale = int(task["scale"])

@@ -13,18 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ferry import onnx_file, samples
 from ferry.backends import REGISTRY, Backend, Session
 from ferry.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, compare_outputs
 from ferry.errors import UserError
-from ferry.export import read_metadata
 from ferry.models import RGB_IO, LoadedModel, load_model, named_inputs, rgb_io_model
+from ferry.onnx_file import read_metadata, stored_specs
 from ferry.photos import PhotoComparison
-from ferry.run import load_onnx, stored_specs
 from ferry.specs import Dim, InputSpec
-
-# (scale, offset) of the random normals per sample: different signs and magnitudes, so that a
-# branch frozen at export on one kind of input shows up on another.
-SAMPLE_PATTERNS: tuple[tuple[float, float], ...] = ((1.0, 0.0), (0.25, 0.5), (3.0, -1.0), (0.5, -2.0), (2.0, 2.0))
 
 
 @dataclass(frozen=True)
@@ -156,63 +152,6 @@ class VerifyReport:
         }
 
 
-def _is_batch(spec: InputSpec, axis: int) -> bool:
-    name = spec.dims[axis].name or ""
-    return "batch" in name.lower() or (axis == 0 and name.lower() in ("n", "b", "bs"))
-
-
-def _step(size: int) -> int:
-    """The largest power of two (up to 32) dividing ``size``: keeps strided models' shapes valid."""
-    step = 1
-    while step < 32 and size % (step * 2) == 0:
-        step *= 2
-    return step
-
-
-def shape_variants(specs: Sequence[InputSpec]) -> list[dict[str, int]]:
-    """Sizes of the dynamic dims to verify at: the export sizes, then smaller and larger ones.
-
-    A batch dim goes to 1 and to its size + 1 (so batch > 1 is always covered); other dims
-    shrink and grow by about half their size, in multiples of their power-of-two step.
-    """
-    base: dict[str, int] = {}
-    batch: set[str] = set()
-    for spec in specs:
-        for axis, dim in enumerate(spec.dims):
-            if dim.name:
-                base[dim.name] = dim.size
-                if _is_batch(spec, axis):
-                    batch.add(dim.name)
-    if not base:
-        return [{}]
-    smaller, larger = {}, {}
-    for name, size in base.items():
-        if name in batch:
-            smaller[name], larger[name] = 1 if size > 1 else size, size + 1
-            continue
-        step = _step(size)
-        while step > 1 and size - max(step, (size // 2) // step * step) < 1:
-            step //= 2
-        delta = max(step, (size // 2) // step * step)
-        smaller[name] = size - delta if size - delta >= 1 else size
-        larger[name] = size + max(delta, _step(size))
-    variants: list[dict[str, int]] = []
-    for v in (base, smaller, larger):
-        if v not in variants:
-            variants.append(v)
-    return variants
-
-
-def _label(specs: Sequence[InputSpec]) -> str:
-    return " ".join(f"{s.name}={'x'.join(map(str, s.shape))}" for s in specs)
-
-
-def _sample(specs: Sequence[InputSpec], seed: int, index: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng([seed, index])
-    scale, offset = SAMPLE_PATTERNS[index % len(SAMPLE_PATTERNS)]
-    return {s.name: s.sample(rng, scale=scale, offset=offset) for s in specs}
-
-
 @dataclass
 class _Subject:
     """A loaded backend under test."""
@@ -330,7 +269,7 @@ def verify(
     if cfg.samples < 1:
         raise UserError("--samples must be at least 1")
     path = Path(onnx_path)
-    proto = load_onnx(path, load_external_data=False)
+    proto = onnx_file.load(path, load_external_data=False)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, args=args, weights=weights)
     if (read_metadata(proto).get("task") or {}).get("io") == RGB_IO:
         loaded = rgb_io_model(loaded)  # the file holds the whole RGB pipeline around the model
@@ -346,7 +285,7 @@ def verify(
                 next(iter(sessions.values())).session.outputs,
             )
         else:
-            from ferry.backends.reference import graph_io
+            from ferry.onnx_file import graph_io
 
             graph_inputs, graph_outputs = graph_io(proto)
         onnx_inputs = [i.name for i in graph_inputs]
@@ -375,10 +314,10 @@ def verify(
         cases: list[tuple[str, int, dict[str, np.ndarray]]] = []
         shapes: list[dict[str, list[int]]] = []
         if specs:
-            for sizes in shape_variants(specs) if cfg.other_shapes else [{}]:
+            for sizes in samples.shape_variants(specs) if cfg.other_shapes else [{}]:
                 current = [s.with_sizes(sizes) for s in specs]
                 shapes.append({s.name: list(s.shape) for s in current})
-                cases += [(_label(current), k, _sample(current, cfg.seed, k)) for k in range(cfg.samples)]
+                cases += [(samples.label(current), k, samples.sample(current, cfg.seed, k)) for k in range(cfg.samples)]
         for k, (label, feeds) in enumerate(data or ()):
             cases.append((label, k, dict(feeds)))
             shape = {n: list(np.shape(a)) for n, a in feeds.items()}
@@ -472,13 +411,9 @@ def image_data(model: LoadedModel, folder: str | os.PathLike[str]) -> list[tuple
     Raises:
         UserError: when the model declares no preprocessing or the folder holds no image.
     """
-    from ferry.imaging import find_images, load_image
-
     if model.preprocess is None:
         raise UserError(f"{model.source} declares no image preprocessing; give --input .npy files instead of --images")
-    files = find_images(folder)
-    names = [s.name for s in model.inputs]
-    return [(p.name, dict(zip(names, model.preprocess(load_image(p)), strict=True))) for p in files]
+    return samples.image_samples(folder, model.preprocess, [s.name for s in model.inputs])
 
 
 def parity_rows(report: VerifyReport) -> list[list[object]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ferry import onnx_file
 from ferry.errors import MissingDependencyError
-from ferry.run import load_onnx
 
 
 def view(path: str | os.PathLike[str], *, port: int = 8080, browse: bool = True) -> tuple[str, int]:
@@ -19,7 +19,7 @@ def view(path: str | os.PathLike[str], *, port: int = 8080, browse: bool = True)
         >>> f"http://{host}:{port}"
         'http://127.0.0.1:8080'
     """
-    load_onnx(path, load_external_data=False)
+    onnx_file.load(path, load_external_data=False)
     try:
         import netron
     except ImportError as exc:

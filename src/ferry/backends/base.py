@@ -16,19 +16,7 @@ import numpy as np
 
 from ferry.errors import UserError
 from ferry.registry import importable
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """Name, dtype and shape of a session input/output; ``None`` or a string marks a dynamic dim."""
-
-    name: str
-    dtype: str
-    shape: tuple[int | str | None, ...]
-
-    def describe(self) -> str:
-        dims = ",".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name}: {self.dtype}[{dims}]"
+from ferry.specs import TensorInfo
 
 
 @dataclass

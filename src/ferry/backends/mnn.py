@@ -20,8 +20,8 @@ import numpy as np
 
 from ferry._io import native_output_silenced
 from ferry.backends.base import Backend, Session, installed_version
-from ferry.backends.reference import graph_io
 from ferry.errors import UserError
+from ferry.onnx_file import graph_io
 
 #: MNN's Interpreter::HintMode::WINOGRAD_MEMORY_LEVEL and the value that keeps fp32 results.
 WINOGRAD_MEMORY_LEVEL = 3

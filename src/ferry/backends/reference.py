@@ -9,23 +9,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ferry.backends.base import Backend, Session, TensorInfo
+from ferry.backends.base import Backend, Session
 from ferry.errors import UserError
-
-
-def graph_io(proto: onnx.ModelProto) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
-    """Declared inputs (without initializers) and outputs of a model as TensorInfo."""
-    init = {i.name for i in proto.graph.initializer}
-
-    def info(vi: onnx.ValueInfoProto) -> TensorInfo:
-        tt = vi.type.tensor_type
-        dims: list[int | str | None] = [
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
-        ]
-        return TensorInfo(vi.name, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name, tuple(dims))
-
-    ins = tuple(info(vi) for vi in proto.graph.input if vi.name not in init)
-    return ins, tuple(info(vi) for vi in proto.graph.output)
+from ferry.onnx_file import graph_io
 
 
 class ReferenceSession(Session):

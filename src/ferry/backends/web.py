@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from ferry.backends.base import Backend, BackendInfo, RunOutput, Session
-from ferry.backends.reference import graph_io
 from ferry.errors import MissingDependencyError, UserError, first_line
+from ferry.onnx_file import graph_io
 
 _HARNESS = """<!doctype html>
 <html><head><meta charset="utf-8"><title>ferry ort-web harness</title>

@@ -25,7 +25,9 @@ from ferry.cli._common import (
 from ferry.compare import parse_tolerance
 from ferry.errors import VerificationError
 from ferry.models import load_model
-from ferry.run import input_names, is_array_file, read_arrays, run, save_outputs
+from ferry.onnx_file import input_names
+from ferry.run import run, save_outputs
+from ferry.samples import is_array_file, read_arrays
 from ferry.specs import parse_input_specs, parse_kwargs
 from ferry.verify import PARITY_HEADERS, VerifyConfig, image_data, parity_rows, verify, write_report
 

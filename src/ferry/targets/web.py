@@ -10,10 +10,10 @@ from ferry.targets.base import BuildContext, Target, write_readme
 
 
 def build_web(ctx: BuildContext) -> list[str]:
-    from ferry import web
-    from ferry.export import export, read_metadata
+    from ferry import onnx_file, web
+    from ferry.export import export
     from ferry.models import RGB_IO, named_inputs, rgb_io_model
-    from ferry.run import load_onnx
+    from ferry.onnx_file import read_metadata
 
     dist = web.ort_web_dist()
     if dist is None:
@@ -27,7 +27,7 @@ def build_web(ctx: BuildContext) -> list[str]:
         rgb = rgb_io_model(ctx.loaded)
         export(rgb, model_path)
         ctx.specs = named_inputs(rgb, rgb.inputs)
-        ctx.task = dict(read_metadata(load_onnx(model_path, load_external_data=False)).get("task") or rgb.task)
+        ctx.task = dict(read_metadata(onnx_file.load(model_path, load_external_data=False)).get("task") or rgb.task)
         ctx.output_names = tuple(rgb.outputs)
     else:
         raise UserError(

@@ -18,6 +18,7 @@ from torch import nn
 from ferry.preprocessing import Preprocess, for_task
 from ferry.registry import Registry
 from ferry.specs import InputSpec, parse_input_spec
+from ferry.weights import load_state_dict
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,6 @@ class ZooModel:
 
     def build(self, **kwargs: Any) -> nn.Module:
         """Instantiate the model, load its shipped weights when it has them, and set eval mode."""
-        from ferry.models import load_state_dict
-
         model = self.factory(**kwargs)
         if self.weights is not None and not kwargs:
             with resources.as_file(resources.files("ferry.zoo") / "weights" / self.weights) as path:
