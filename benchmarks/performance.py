@@ -30,11 +30,11 @@ import torch
 from PIL import Image
 
 import ferry
-from ferry import datasets
 from ferry.backends import REGISTRY
 from ferry.bench import interleave
 from ferry.machine import describe, library_versions, machine
-from ferry.tune import choose_runtime
+from ferry.superres import datasets
+from ferry.superres.runtime_choice import choose_runtime
 
 HERE = Path(__file__).resolve().parent
 SIZES = {"224x224": (224, 224), "1280x720": (720, 1280)}

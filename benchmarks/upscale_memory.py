@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 _CHILD = """
 import resource, sys, time
 import ferry
-from ferry.upscale import UpscaleConfig
+from ferry.superres.upscale import UpscaleConfig
 start = time.perf_counter()
 result = ferry.upscale(sys.argv[1], sys.argv[2], UpscaleConfig(tile=int(sys.argv[3]), overwrite=True))
 seconds = time.perf_counter() - start

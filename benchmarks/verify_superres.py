@@ -23,7 +23,7 @@ import torch
 import ferry
 from ferry.backends import REGISTRY
 from ferry.report import environment
-from ferry.superres import torch_runner
+from ferry.superres.pipeline import torch_runner
 
 HERE = Path(__file__).resolve().parent
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from PIL import Image
 
 import ferry
-from ferry import datasets, imaging
-from ferry.superres import super_resolve, torch_runner
+from ferry.superres import datasets, imaging
+from ferry.superres.pipeline import super_resolve, torch_runner
 
 SCALE = 3
 #: (photo, crop box in the high-resolution image): the butterfly's wing edge, the cup's rim

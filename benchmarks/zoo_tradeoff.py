@@ -25,7 +25,7 @@ import ferry
 from ferry import zoo
 from ferry.backends import get_backend
 from ferry.bench import interleave
-from ferry.inspect import inspect_model
+from ferry.inspect_ import inspect_model
 from ferry.machine import describe, machine
 
 MODELS = ("superres", "superres_edsr")

@@ -31,7 +31,7 @@ def test_file_class_with_args(tiny) -> None:
 
 
 def test_package_module_factory() -> None:
-    m = load_model("ferry.zoo.superres:SuperResolutionNet", args={"upscale_factor": 2})
+    m = load_model("ferry.zoo.espcn:SuperResolutionNet", args={"upscale_factor": 2})
     assert m.module.conv4.out_channels == 4
 
 

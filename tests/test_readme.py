@@ -35,7 +35,7 @@ def test_readme_commands_run(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (tmp_path / "tests").mkdir()
     shutil.copy(ROOT / "tests" / "tiny_models.py", tmp_path / "tests" / "tiny_models.py")
     (tmp_path / "ferry-demo").mkdir()
-    from ferry import datasets
+    from ferry.superres import datasets
 
     datasets.chelsea().save(tmp_path / "ferry-demo" / "original.png")
     monkeypatch.chdir(tmp_path)

@@ -103,7 +103,7 @@ def test_core_imports_without_optional_packages() -> None:
 
 
 def test_missing_optional_runtime_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ferry import datasets
+    from ferry.superres import datasets
 
     monkeypatch.setitem(sys.modules, "sporco", None)
     with pytest.raises(UserError, match=r"pip install 'ferry\[train\]'"):

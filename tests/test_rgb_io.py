@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 
 import ferry
-from ferry import datasets
-from ferry.superres import super_resolve, torch_runner
+from ferry.superres import datasets
+from ferry.superres.pipeline import super_resolve, torch_runner
 
 
 def test_rgb_graph_matches_the_python_pipeline_on_photos(tmp_path: Path, cli) -> None:

@@ -11,8 +11,10 @@ import torch
 from PIL import Image
 
 import ferry
-from ferry import datasets, imaging, load_model
-from ferry.superres import evaluate, super_resolve, torch_runner
+from ferry import load_model
+from ferry.superres import datasets, imaging
+from ferry.superres.evaluate import evaluate
+from ferry.superres.pipeline import super_resolve, torch_runner
 from ferry.zoo import SUPERRES_SCALES
 
 
@@ -91,11 +93,13 @@ def test_upscale_scale_option_picks_the_zoo_model(tmp_path: Path) -> None:
     from PIL import Image
 
     from ferry.errors import UserError
-    from ferry.upscale import UpscaleConfig
+    from ferry.superres.upscale import UpscaleConfig
 
     Image.new("RGB", (12, 10), (90, 120, 200)).save(tmp_path / "p.png")
     for scale in sorted(SUPERRES_SCALES):
-        res = ferry.upscale(tmp_path / "p.png", tmp_path / f"o{scale}.png", UpscaleConfig(scale=scale, backend="torch"))
+        res = ferry.upscale(
+            tmp_path / "p.png", tmp_path / f"o{scale}.png", UpscaleConfig(scale=scale, backend="torch")
+        )
         assert res.scale == scale and res.files[0].size == (12 * scale, 10 * scale)
     with pytest.raises(UserError, match="upscales x2, not x3"):
         ferry.upscale(tmp_path / "p.png", tmp_path / "x.png", UpscaleConfig(model="zoo:superres_x2", scale=3))
@@ -104,7 +108,7 @@ def test_upscale_scale_option_picks_the_zoo_model(tmp_path: Path) -> None:
 
 
 def test_a_static_shape_model_runs_any_plane_in_fixed_windows() -> None:
-    from ferry.superres import fixed_window_runner, torch_runner
+    from ferry.superres.pipeline import fixed_window_runner, torch_runner
     from ferry.zoo import get
 
     model = torch_runner(get("superres").build())

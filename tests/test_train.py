@@ -7,7 +7,7 @@ import pytest
 from safetensors.torch import load_file
 
 from ferry.errors import UserError
-from ferry.train import TrainConfig, train_superres
+from ferry.superres.train import TrainConfig, train_superres
 
 pytest.importorskip("sporco", reason="sporco provides the monarch validation image: pip install 'ferry[train]'")
 

@@ -8,9 +8,9 @@ from PIL import Image
 
 import ferry
 from ferry.errors import UserError
-from ferry.superres import torch_runner
-from ferry.tune import choose_runtime
-from ferry.upscale import UpscaleConfig, upscale_image
+from ferry.superres.pipeline import torch_runner
+from ferry.superres.runtime_choice import choose_runtime
+from ferry.superres.upscale import UpscaleConfig, upscale_image
 
 
 def test_auto_choice_is_verified_fastest_and_cached(superres_onnx: Path) -> None:
@@ -71,7 +71,9 @@ def test_pipelined_folder_equals_one_at_a_time_and_reports_in_order(tmp_path: Pa
 
 def test_int8_precision_on_a_named_backend(tmp_path: Path, superres_onnx: Path) -> None:
     src = _photos(tmp_path / "in", 1)[0]
-    fp32 = ferry.upscale(src, tmp_path / "a.png", UpscaleConfig(model=str(superres_onnx), backend="onnxruntime"))
+    fp32 = ferry.upscale(
+        src, tmp_path / "a.png", UpscaleConfig(model=str(superres_onnx), backend="onnxruntime")
+    )
     int8 = ferry.upscale(
         src, tmp_path / "b.png", UpscaleConfig(model=str(superres_onnx), backend="onnxruntime", precision="int8")
     )

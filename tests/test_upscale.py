@@ -9,8 +9,8 @@ from PIL import Image
 
 import ferry
 from ferry.errors import UserError
-from ferry.superres import torch_runner
-from ferry.upscale import UpscaleConfig, tiled, upscale_image
+from ferry.superres.pipeline import torch_runner
+from ferry.superres.upscale import UpscaleConfig, tiled, upscale_image
 
 
 def _photo(w: int = 40, h: int = 30, mode: str = "RGB") -> Image.Image:
@@ -43,7 +43,9 @@ def test_batched_tiles_run_together_and_give_the_same_picture(tmp_path: Path) ->
     # 36 tiles; the 16 inner ones share a shape and run 4 at a time
     assert max(s[0] for s in calls) == 4 and len(calls) < 36
     _photo(w=50, h=40).save(tmp_path / "p.png")
-    assert ferry.upscale(tmp_path / "p.png", tmp_path / "b.png", UpscaleConfig(backend="torch", tile=16, batch=3))
+    assert ferry.upscale(
+        tmp_path / "p.png", tmp_path / "b.png", UpscaleConfig(backend="torch", tile=16, batch=3)
+    )
     with pytest.raises(UserError, match="--batch groups the tiles"):
         ferry.upscale(tmp_path / "p.png", tmp_path / "c.png", UpscaleConfig(backend="torch", batch=3))
 
@@ -144,7 +146,7 @@ def test_16bit_rgb_png_and_tiff_stay_16_bit_and_match_the_8bit_pipeline(tmp_path
     import png
     import tifffile
 
-    from ferry import deep16
+    from ferry.superres import deep16
 
     rgb8 = np.asarray(_photo(w=56, h=40, mode="RGB"))
     pixels = rgb8.astype(np.uint16) * 257  # the 8-bit photo, exactly, at 16 bits

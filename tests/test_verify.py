@@ -199,7 +199,7 @@ def test_report_lists_shapes_readably(tmp_path: Path, superres_onnx: Path) -> No
 
 
 def test_photos_are_upscaled_on_every_runtime_and_compared_with_pytorch(tmp_path: Path, superres_onnx: Path) -> None:
-    from ferry import datasets
+    from ferry.superres import datasets
 
     photos = tmp_path / "photos"
     photos.mkdir()

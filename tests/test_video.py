@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ferry
-from ferry.upscale import UpscaleConfig
+from ferry.superres.upscale import UpscaleConfig
 
 av = pytest.importorskip("av", reason="video needs PyAV: pip install 'ferry[video]'")
 

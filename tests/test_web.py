@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import ferry
-from ferry import web
+from ferry import _browser as web
 from ferry.backends import REGISTRY
 from ferry.errors import MissingDependencyError, UserError
 

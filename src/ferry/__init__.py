@@ -14,20 +14,20 @@ from ferry._version import __version__
 from ferry.bench import BenchConfig, BenchReport, bench
 from ferry.check import CheckResult, check
 from ferry.compare import OutputStats, Tolerance, compare_outputs
-from ferry.demo import DemoResult, run_demo
 from ferry.errors import FerryError, InternalError, MissingDependencyError, UserError, VerificationError
-from ferry.evaluate import evaluate_superres as eval_superres
 from ferry.export import ExportConfig, ExportResult, export
-from ferry.inspect import ModelInfo, inspect_model
+from ferry.inspect_ import ModelInfo, inspect_model
 from ferry.models import LoadedModel, load_model, load_state_dict
 from ferry.optimize import OptimizeConfig, OptimizeResult, optimize
 from ferry.package import PackageResult, package
 from ferry.run import RunResult, run
 from ferry.specs import InputSpec, parse_input_spec
-from ferry.superres import evaluate as evaluate_superres
-from ferry.superres import super_resolve
-from ferry.train import TrainConfig, TrainResult, train_superres
-from ferry.upscale import UpscaleConfig, UpscaleResult, upscale
+from ferry.superres.demo import DemoResult, run_demo
+from ferry.superres.evaluate import evaluate as evaluate_superres
+from ferry.superres.evaluate import evaluate_superres as eval_superres
+from ferry.superres.pipeline import super_resolve
+from ferry.superres.train import TrainConfig, TrainResult, train_superres
+from ferry.superres.upscale import UpscaleConfig, UpscaleResult, upscale
 from ferry.verify import VerifyConfig, VerifyReport, verify
 from ferry.view import view
 

@@ -27,7 +27,7 @@ from ferry import onnx_file
 from ferry._version import __version__
 from ferry.backends.torch import flatten_outputs
 from ferry.errors import UserError, first_line
-from ferry.models import LoadedModel, load_model, named_inputs, rgb_io_model
+from ferry.models import LoadedModel, load_model, named_inputs
 from ferry.samples import random_inputs
 from ferry.specs import InputSpec
 
@@ -87,6 +87,20 @@ class ExportResult:
             "fallback_reason": self.fallback_reason,
             "warnings": self.warnings,
         }
+
+
+def wrap_io(model: LoadedModel) -> LoadedModel:
+    """The model with its task's I/O built into the graph (``--rgb-io``).
+
+    Raises:
+        UserError: the model's task has no such wrapper.
+    """
+    from ferry import tasks
+
+    _, task = tasks.of(model.task)
+    if task is None or task.wrap_io is None:
+        raise UserError(f"--rgb-io needs a Y-channel super-resolution model such as zoo:superres, not {model.source}")
+    return task.wrap_io(model)
 
 
 def example_inputs(specs: Sequence[InputSpec], seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -239,8 +253,9 @@ def export(
         args: constructor keyword arguments.
         weights: a state dict file to load first.
         config: exporter settings.
-        rgb_io: for a Y-channel super-resolution model, export the whole pipeline instead:
-            uint8 ``H x W x 3`` RGB in, uint8 RGB out (colour conversion, bicubic chroma, merge).
+        rgb_io: export the model with its task's pre/post-processing inside the graph
+            (:attr:`ferry.tasks.Task.wrap_io`); for a Y-channel super-resolution model: uint8
+            ``H x W x 3`` RGB in, uint8 RGB out (colour conversion, bicubic chroma, merge).
 
     Returns:
         The written file, the exporter that produced it, and why ``auto`` fell back if it did.
@@ -257,7 +272,7 @@ def export(
         raise UserError(f"opset {cfg.opset} is out of range; use an opset from 7 to 23 (default {DEFAULT_OPSET})")
     loaded = model if isinstance(model, LoadedModel) else load_model(model, args=args, weights=weights)
     if rgb_io:
-        loaded = rgb_io_model(loaded)
+        loaded = wrap_io(loaded)
     specs = named_inputs(loaded, inputs)
     example = example_inputs(specs)
     try:

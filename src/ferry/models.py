@@ -21,7 +21,6 @@ from PIL import Image
 from torch import nn
 
 from ferry.errors import UserError
-from ferry.preprocessing import rgb_uint8
 from ferry.specs import InputSpec
 from ferry.weights import load_state_dict
 
@@ -55,45 +54,6 @@ class LoadedModel:
     def input_names(self) -> list[str]:
         """Names of ``forward``'s positional parameters, in order."""
         return forward_arg_names(self.module)
-
-
-RGB_IO = "rgb-uint8"
-
-
-def rgb_io_model(model: LoadedModel) -> LoadedModel:
-    """Wrap a Y-channel super-resolution model into the uint8 RGB-in, RGB-out pipeline graph.
-
-    Raises:
-        UserError: for a model that is not a Y-channel super-resolution zoo model.
-    """
-    from ferry.specs import parse_input_spec
-    from ferry.zoo.superres import RGBSuperResolution
-
-    if model.task.get("io") == RGB_IO:
-        return model
-    if model.task.get("kind") != "super-resolution" or not model.inputs or model.inputs[0].shape[1] != 1:
-        raise UserError(f"--rgb-io needs a Y-channel super-resolution model such as zoo:superres, not {model.source}")
-    scale = int(model.task["scale"])
-    return LoadedModel(
-        module=RGBSuperResolution(model.module, scale).eval(),
-        source=model.source,
-        inputs=(parse_input_spec("height=224,width=224,3:uint8:0:256").with_name("rgb"),),
-        outputs=("upscaled",),
-        tolerance=model.tolerance,
-        task={
-            **model.task,
-            "io": RGB_IO,
-            "colour": "uint8 RGB in and out; full-range BT.601 YCbCr (PIL) and bicubic chroma inside the graph",
-            "input_layout": "H x W x 3 uint8 RGB",
-            "output_layout": f"{scale}H x {scale}W x 3 uint8 RGB",
-            "preprocess": "rgb-uint8",
-        },
-        preprocess=rgb_uint8,
-        weights=model.weights,
-        # The graph rounds Y, Cb and Cr to 8 bits before merging: a runtime whose float result
-        # lands on the other side of .5 moves Y by 1 and blue by up to 2 (1.772 x Cb).
-        output_tolerances={"upscaled": (0.0, 2.0)},
-    )
 
 
 def forward_arg_names(module: nn.Module) -> list[str]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ferry import onnx_file
+from ferry import onnx_file, tasks
 from ferry._io import atomic_path
 from ferry.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, compare_outputs
 from ferry.errors import MissingDependencyError, UserError, VerificationError
@@ -171,6 +171,11 @@ def _runner(sess: Any) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndar
     return run
 
 
+def _ordered(sess: Any) -> Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]:
+    """A task gate's run function: named inputs in, the outputs in graph order out."""
+    return lambda feeds: list(sess.run(None, dict(feeds)))
+
+
 def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
     try:
         import onnxslim
@@ -223,7 +228,8 @@ def calibration_data(
 ) -> list[dict[str, np.ndarray]]:
     """Calibration samples: ``.npy``/``.npz`` files or images of ``cfg.calibration``, else the
     default images; random crops of ``cfg.crop`` pixels where the model is spatially dynamic."""
-    from ferry import imaging, preprocessing
+    from ferry import images as imaging
+    from ferry import preprocessing
     from ferry.samples import read_arrays
 
     names = onnx_file.input_names(proto)
@@ -347,35 +353,6 @@ def _latency_ratio(original: Any, optimized: Any, feeds: Mapping[str, np.ndarray
     return float(np.median(times["original"]) / np.median(times["optimized"]))
 
 
-def _psnr_gate(proto: onnx.ModelProto, original: Any, optimized: Any, cfg: OptimizeConfig) -> Gate:
-    """PSNR on the bundled validation photos: optimized vs original, both against ground truth."""
-    from ferry import datasets
-    from ferry.superres import evaluate
-
-    task = read_metadata(proto).get("task") or {}
-    scale = int(task["scale"])
-    name = onnx_file.input_names(proto)[0]
-    images = datasets.validation_images()
-
-    def runner(sess: Any) -> Callable[[np.ndarray], np.ndarray]:
-        return lambda y: np.asarray(sess.run(None, {name: y})[0])
-
-    before = evaluate(runner(original), images, scale=scale)
-    after = evaluate(runner(optimized), images, scale=scale)
-    drop = before.mean_model - after.mean_model
-    return Gate(
-        metric="psnr_drop_db",
-        value=drop,
-        limit=cfg.max_psnr_drop,
-        passed=drop <= cfg.max_psnr_drop,
-        details={
-            "psnr_original_db": before.mean_model,
-            "psnr_optimized_db": after.mean_model,
-            "images": [s.name for s in before.images],
-        },
-    )
-
-
 def optimize(
     source: str | os.PathLike[str], output: str | os.PathLike[str], config: OptimizeConfig | None = None
 ) -> OptimizeResult:
@@ -405,8 +382,7 @@ def optimize(
         raise UserError("the output would overwrite the input; give another -o path")
     proto = onnx_file.load(src)
     meta = read_metadata(proto)
-    task = meta.get("task") or {}
-    is_sr = task.get("kind") == "super-resolution" and task.get("preprocess") == "y"
+    info, task = tasks.of(meta.get("task"))
     steps: list[str] = []
     kept: list[str] = []
     with tempfile.TemporaryDirectory(prefix="ferry-optimize-") as tmp:
@@ -429,12 +405,8 @@ def optimize(
             steps.append("quant-pre-process")
             nxt = Path(tmp) / "quant.onnx"
             if cfg.quantize == "int8":
-                default = None
-                if is_sr:
-                    from ferry import datasets
-
-                    default = datasets.training_images
-                data = calibration_data(proto, cfg, default_images=default)
+                bundled = task.calibration_images(info) if task and task.calibration_images else None
+                data = calibration_data(proto, cfg, default_images=(lambda: bundled) if bundled else None)
                 kept = _quantize_static(pre, nxt, data, cfg)
                 steps.append(f"int8-static-qdq ({cfg.method}, {len(data)} samples)")
             else:
@@ -452,9 +424,10 @@ def optimize(
         onnx.save(result_proto, os.fspath(final))
         original, optimized = _session(src), _session(final)
         compared_on, stats, feeds = _tensor_stats(proto, original, optimized, cfg)
-        if is_sr:
-            gate = _psnr_gate(proto, original, optimized, cfg)
-        else:
+        gate = None
+        if task is not None and task.quality_gate is not None:
+            gate = task.quality_gate(proto, _ordered(original), _ordered(optimized), cfg.max_psnr_drop)
+        if gate is None:
             gate = _cosine_gate(stats, cfg)
         ratio = _latency_ratio(original, optimized, feeds) if feeds else None
         written = False
@@ -501,12 +474,13 @@ def _stat_samples(proto: onnx.ModelProto, cfg: OptimizeConfig) -> tuple[str, lis
     """Samples to compare the two models on: real photos through the stored preprocessing when
     there is one (a quantized model is calibrated for real data; random normals fall outside
     its ranges), else ``.npy`` calibration samples, else random samples at the export shapes."""
-    from ferry import datasets, preprocessing
+    from ferry import preprocessing
+    from ferry.images import bundled_photos
 
     prep = preprocessing.for_task(read_metadata(proto).get("task"))
     names = onnx_file.input_names(proto)
     if prep is not None:
-        feeds = [dict(zip(names, prep(img), strict=True)) for _, img in datasets.validation_images()]
+        feeds = [dict(zip(names, prep(img), strict=True)) for _, img in bundled_photos()]
         return "bundled photos", feeds
     if cfg.calibration is not None and any(Path(cfg.calibration).rglob("*.np[yz]")):
         return "calibration samples", calibration_data(proto, replace(cfg, calibration_samples=cfg.samples))

@@ -138,6 +138,6 @@ def image_samples(
     Raises:
         UserError: when the folder holds no image.
     """
-    from ferry.imaging import find_images, load_image
+    from ferry.images import find_images, load_image
 
     return [(p.name, dict(zip(names, preprocess(load_image(p)), strict=True))) for p in find_images(folder)]

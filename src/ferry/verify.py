@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -13,14 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ferry import onnx_file, samples
+from ferry import onnx_file, samples, tasks
 from ferry.backends import REGISTRY, Backend, Session
 from ferry.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, compare_outputs
 from ferry.errors import UserError
-from ferry.models import RGB_IO, LoadedModel, load_model, named_inputs, rgb_io_model
-from ferry.onnx_file import read_metadata, stored_specs
-from ferry.photos import PhotoComparison
+from ferry.models import LoadedModel, load_model, named_inputs
+from ferry.onnx_file import stored_specs
 from ferry.specs import Dim, InputSpec
+from ferry.tasks import TaskReport
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ class VerifyReport:
     reference: dict[str, Any]
     first_divergence: dict[str, Any] | None = None
     #: super-resolution on real photos per runtime (``photos=`` given and a Y-channel SR model)
-    photos: PhotoComparison | None = None
+    photos: TaskReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -271,8 +270,9 @@ def verify(
     path = Path(onnx_path)
     proto = onnx_file.load(path, load_external_data=False)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, args=args, weights=weights)
-    if (read_metadata(proto).get("task") or {}).get("io") == RGB_IO:
-        loaded = rgb_io_model(loaded)  # the file holds the whole RGB pipeline around the model
+    file_task, task = tasks.of(onnx_file.stored_task(proto))
+    if task is not None and task.wrap_io is not None and task.io_name and file_task.io == task.io_name:
+        loaded = task.wrap_io(loaded)  # the file holds the task's pre/post-processing around the model
     declared = inputs or loaded.inputs or stored_specs(proto)
     if not declared and not data:
         raise UserError(f"no input shapes known for {path}; give --input specs or files")
@@ -360,36 +360,17 @@ def verify(
                 path, feeds, backend=name, module=loaded.module, tolerance=defaults[name] or Tolerance(1e-4, 1e-5)
             )
         comparison = None
-        if (
-            photos is not None
-            and loaded.task.get("kind") == "super-resolution"
-            and loaded.task.get("preprocess") == "y"
-        ):
-            from ferry.imaging import find_images, load_image
-            from ferry.photos import artifact_of, compare_on_photos
-            from ferry.superres import torch_runner
-
-            pictures = [(p.name, load_image(p)) for p in find_images(photos)]
+        _, model_task = tasks.of(loaded.task)
+        if photos is not None and model_task is not None and model_task.photo_report is not None:
             # Slow oracles (the numpy reference evaluator) check semantics, not photos.
-            runtimes = {name: sub for name, sub in sessions.items() if sub.samples_per_shape is None}
-            y_spec = specs[0]
+            runtimes = {name: sub.session for name, sub in sessions.items() if sub.samples_per_shape is None}
 
-            def reopen(name: str, size: tuple[int, int]) -> Session:
-                """A module target's session converted at one photo's low-resolution size."""
-                sizes = {d.name: v for d, v in zip(y_spec.dims[2:], size, strict=True) if d.name}
-                if y_spec.dims[0].name:
-                    sizes[y_spec.dims[0].name] = 1
-                shaped = replace(y_spec, dims=tuple(Dim(sizes.get(d.name or "", d.size)) for d in y_spec.dims))
-                return REGISTRY.get(name).load(loaded.module, inputs=[shaped], outputs=output_names)
+            def reopen(name: str, sizes: Mapping[str, int]) -> Session:
+                """A module target's session converted at static sizes (one photo's)."""
+                shaped = [replace(s, dims=tuple(Dim(sizes.get(d.name or "", d.size)) for d in s.dims)) for s in specs]
+                return REGISTRY.get(name).load(loaded.module, inputs=shaped, outputs=output_names)
 
-            comparison = compare_on_photos(
-                torch_runner(loaded.module),
-                {name: sub.session for name, sub in runtimes.items()},
-                pictures,
-                scale=int(loaded.task["scale"]),
-                artifacts={name: artifact_of(name, path, sub.session) for name, sub in runtimes.items()},
-                reopen=reopen,
-            )
+            comparison = model_task.photo_report(loaded, runtimes, photos, path, reopen)
         return VerifyReport(
             source=loaded.source,
             onnx_path=path,
@@ -473,17 +454,12 @@ def write_report(report: VerifyReport, path: str | os.PathLike[str]) -> Path:
 
 
 def _photo_sections(report: VerifyReport) -> list[tuple[str, str]]:
-    """The per-runtime photo table and the first photo's centre from each runtime, side by side."""
+    """The task's own section (for super-resolution: every runtime on real photos)."""
     if report.photos is None:
         return []
-    from ferry.photos import PHOTO_HEADERS, photo_rows
-    from ferry.report import image_tag, table
+    from ferry.report import table
 
-    cmp = report.photos
-    figures = "".join(image_tag(img, name) for name, img in cmp.crops.items())
-    title = f"x{cmp.scale} on real photos ({', '.join(cmp.photos)}), every runtime vs desktop PyTorch"
-    notes = "".join(f"<p>{html.escape(t.backend)}: {html.escape(t.note)}</p>" for t in cmp.targets if t.note)
-    return [(title, table(PHOTO_HEADERS, photo_rows(cmp)) + notes + f"<div>{figures}</div>")]
+    return [(report.photos.title, table(report.photos.headers, report.photos.rows()) + report.photos.html())]
 
 
 def _histograms(report: VerifyReport) -> str:

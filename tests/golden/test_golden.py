@@ -237,7 +237,7 @@ def test_package(subject: str, target: str, tmp_path: Path) -> None:
 
 def test_verify_on_photos(exported: Callable[[str], Path], tmp_path: Path) -> None:
     """The super-resolution task's photo comparison inside verify."""
-    from ferry import datasets
+    from ferry.superres import datasets
 
     datasets.chelsea().crop((100, 50, 196, 122)).save(tmp_path / "cat.png")
     cfg = ferry.VerifyConfig(backends=("onnxruntime",), samples=1, other_shapes=False)

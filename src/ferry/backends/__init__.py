@@ -32,9 +32,9 @@ def _build_registry() -> BackendRegistry:
     from ferry.backends.ncnn import NcnnBackend
     from ferry.backends.onnxruntime import OnnxRuntimeBackend, OrtFormatBackend
     from ferry.backends.openvino import OpenVinoBackend
+    from ferry.backends.ort_web import OrtWebBackend
     from ferry.backends.reference import ReferenceBackend
     from ferry.backends.torch import TorchBackend
-    from ferry.backends.web import OrtWebBackend
 
     reg = BackendRegistry()
     reg.register(TorchBackend())

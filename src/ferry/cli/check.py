@@ -13,7 +13,7 @@ from rich.table import Table
 from ferry.check import check
 from ferry.cli._common import InputOpt, JsonOpt, console, emit_json, human_bytes, quiet_human, specs_from
 from ferry.errors import UserError
-from ferry.inspect import inspect_model
+from ferry.inspect_ import inspect_model
 from ferry.view import stop_view, view
 
 FileArg = Annotated[Path, typer.Argument(metavar="FILE", help="ONNX file.")]

@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ferry.cli._common import JsonOpt, console, emit_json, quiet_human
-from ferry.demo import run_demo
 from ferry.errors import VerificationError
+from ferry.superres.demo import run_demo
 
 
 def demo_cmd(

@@ -183,21 +183,15 @@ def verify_cmd(
             if div.get("hint"):
                 console.print(f"  hint: {escape(div['hint'])}")
         if result.photos is not None:
-            from ferry.photos import PHOTO_HEADERS, photo_rows
-
-            cmp = result.photos
-            photo_table = Table(
-                title=f"x{cmp.scale} on {len(cmp.photos)} photo(s), every runtime vs desktop PyTorch (PSNR in dB)",
-                title_justify="left",
-            )
-            for col in PHOTO_HEADERS:
+            section = result.photos
+            photo_table = Table(title=section.caption, title_justify="left")
+            for col in section.headers:
                 photo_table.add_column(col)
-            for prow in photo_rows(cmp):
+            for prow in section.rows():
                 photo_table.add_row(*(f"{c:.2f}" if isinstance(c, float) else escape(str(c)) for c in prow))
             console.print(photo_table)
-            for t in cmp.targets:
-                if t.note:
-                    console.print(f"[yellow]{t.backend}[/yellow] {escape(t.note)}")
+            for subject, note in section.notes():
+                console.print(f"[yellow]{subject}[/yellow] {escape(note)}")
         if report is not None:
             console.print(f"report: {report}")
     if not result:

@@ -14,8 +14,8 @@ from rich.table import Table
 from ferry import zoo
 from ferry.cli._common import JsonOpt, console, emit_json, err_console, quiet_human
 from ferry.errors import UserError, VerificationError
-from ferry.superres import Evaluation
-from ferry.train import ARCHITECTURES, LOSSES, TrainConfig, train_superres
+from ferry.superres.evaluate import Evaluation
+from ferry.superres.train import ARCHITECTURES, LOSSES, TrainConfig, train_superres
 
 zoo_app = typer.Typer(help="List the model zoo and show model cards.", no_args_is_help=True)
 
@@ -209,7 +209,7 @@ def eval_cmd(
     json_out: JsonOpt = None,
 ) -> None:
     """PSNR and SSIM (Y channel) of a super-resolution model against PIL bicubic."""
-    from ferry.evaluate import evaluate_superres
+    from ferry.superres.evaluate import evaluate_superres
 
     if task != "superres":
         raise UserError(f"unknown evaluation task {task!r}; known: superres")

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ferry.cli._common import JsonOpt, console, emit_json, err_console, quiet_human
 from ferry.errors import UserError
-from ferry.upscale import FileResult, UpscaleConfig, upscale
+from ferry.superres.upscale import FileResult, UpscaleConfig, upscale
 
 
 def upscale_cmd(

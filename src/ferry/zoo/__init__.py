@@ -90,7 +90,7 @@ def superres_name(scale: int) -> str:
 
 
 def _build_registry() -> Registry[ZooModel]:
-    from ferry.zoo import alexnet, edsr, srresnet, superres
+    from ferry.zoo import alexnet, edsr, espcn, srresnet
 
     reg: Registry[ZooModel] = Registry("zoo model")
     for scale in SUPERRES_SCALES:
@@ -98,7 +98,7 @@ def _build_registry() -> Registry[ZooModel]:
             ZooModel(
                 name=superres_name(scale),
                 summary=f"ESPCN super-resolution x{scale} (the PyTorch tutorial's SuperResolutionNet) on the Y channel",
-                factory=functools.partial(superres.SuperResolutionNet, upscale_factor=scale),
+                factory=functools.partial(espcn.SuperResolutionNet, upscale_factor=scale),
                 inputs=_specs("batch=1,1,height=224,width=224", names=("input",)),
                 outputs=("output",),
                 weights=f"superres_x{scale}.safetensors",
@@ -106,7 +106,7 @@ def _build_registry() -> Registry[ZooModel]:
                 # Outputs are pixel values in [0, 1]: 1e-4 is 1/40 of a grey level. f32 runtimes that
                 # reorder convolution sums (OpenVINO) reach a few 1e-5 on out-of-range random inputs.
                 tolerance=(1e-4, 1e-4),
-                task=superres.task(scale),
+                task=espcn.task(scale),
             )
         )
     reg.register(
@@ -120,7 +120,7 @@ def _build_registry() -> Registry[ZooModel]:
             weights_note="trained by ferry (ferry train superres --arch edsr --loss l1) on the same bundled images",
             # 19 convolutions deep: float runtimes that reorder sums drift a little further than ESPCN.
             tolerance=(1e-4, 2e-4),
-            task=superres.task(3),
+            task=espcn.task(3),
         )
     )
     reg.register(

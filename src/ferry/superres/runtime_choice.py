@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from ferry import imaging
 from ferry._io import write_json_atomic
 from ferry.backends import REGISTRY, Session
 from ferry.cache import cache_dir, sha256_file
 from ferry.errors import UserError
 from ferry.machine import library_versions, machine
-from ferry.superres import session_runner
+from ferry.superres import imaging
+from ferry.superres.pipeline import session_runner
 
 PRECISIONS = ("auto", "fp32", "int8")
 # Runtimes tried on each file (those installed); openvino-default is OpenVINO at its own
@@ -129,9 +129,10 @@ def choose_runtime(
             inputs): the tile size when tiling, else an HD frame.
         on_status: called with a line saying that a measurement starts.
     """
-    from ferry import datasets, onnx_file
+    from ferry import onnx_file
     from ferry.bench import interleave
     from ferry.onnx_file import read_metadata
+    from ferry.superres import datasets
 
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
@@ -190,7 +191,7 @@ def choose_runtime(
             sessions[len(candidates) - 1] = session
     if not sessions:
         raise UserError("no runtime could load the model")
-    from ferry.superres import evaluate
+    from ferry.superres.evaluate import evaluate
 
     images = datasets.validation_images()
     reference = session_runner(REGISTRY.get("onnxruntime").load(os.fspath(path)))

@@ -19,13 +19,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ferry import datasets, imaging
 from ferry._io import atomic_path, write_json_atomic
 from ferry.cache import sha256_file
 from ferry.errors import UserError
-from ferry.superres import Evaluation, evaluate, torch_runner
+from ferry.superres import datasets, imaging
+from ferry.superres.evaluate import Evaluation, evaluate
+from ferry.superres.pipeline import torch_runner
 from ferry.zoo.edsr import EDSRY
-from ferry.zoo.superres import SuperResolutionNet
+from ferry.zoo.espcn import SuperResolutionNet
 
 #: Trainable Y-channel architectures: name -> (model card name, constructor taking the scale).
 ARCHITECTURES: dict[str, tuple[str, Callable[[int], nn.Module]]] = {

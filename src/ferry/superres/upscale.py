@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ferry import deep16, imaging
 from ferry._io import atomic_path
-from ferry.deep16 import Deep16
 from ferry.errors import UserError
-from ferry.imaging import IMAGE_SUFFIXES
-from ferry.superres import Runner, session_runner, torch_runner
+from ferry.superres import deep16, imaging
+from ferry.superres.deep16 import Deep16
+from ferry.superres.imaging import IMAGE_SUFFIXES
+from ferry.superres.pipeline import Runner, session_runner, torch_runner
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 
@@ -38,7 +38,7 @@ class UpscaleConfig:
         scale: upscale factor; with the default model it picks the zoo's ESPCN for that factor
             (2, 3 or 4), with another model it must match the model's.
         backend: ``auto`` (the fastest runtime and precision that keeps the quality on this
-            machine, measured once and cached: :func:`ferry.tune.choose_runtime`), an ONNX
+            machine, measured once and cached: :func:`ferry.superres.runtime_choice.choose_runtime`), an ONNX
             backend name, or ``torch`` (eager; zoo models only).
         precision: ``auto``, ``fp32`` or ``int8`` (a cached, gated int8 copy of the model).
         tile: tile side in input pixels (0: the whole image at once).
@@ -171,7 +171,7 @@ class YChannelModel:
         from ferry import onnx_file
         from ferry.models import load_model
         from ferry.run import open_session
-        from ferry.tune import PRECISIONS, choose_runtime, int8_copy
+        from ferry.superres.runtime_choice import PRECISIONS, choose_runtime, int8_copy
 
         if cfg.precision not in PRECISIONS:
             raise UserError(f"unknown --precision {cfg.precision!r}; known: {', '.join(PRECISIONS)}")
@@ -288,7 +288,7 @@ def upscale_image(img: Image.Image | Deep16, runner: Runner, scale: int) -> Imag
     """Super-resolve one image: Y through the network, colour and alpha bicubic.
 
     Grayscale stays grayscale; RGBA keeps its alpha channel, upscaled bicubically; 16-bit
-    grayscale and 16-bit RGB(A) (:class:`~ferry.deep16.Deep16`) stay 16-bit.
+    grayscale and 16-bit RGB(A) (:class:`~ferry.superres.deep16.Deep16`) stay 16-bit.
     """
     planes = _split(img)
     return _merge(planes, runner(planes.y))

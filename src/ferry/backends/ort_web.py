@@ -67,7 +67,7 @@ _PAGE_DTYPES = {"float32", "uint8", "int8", "int32", "int64", "bool", "float64"}
 
 
 def _shutdown(stack: contextlib.ExitStack, pages: list[Any]) -> None:
-    from ferry import web
+    from ferry import _browser as web
 
     while pages:
         web.discard_page(pages.pop())  # no Playwright call here: see web.discard_page
@@ -81,7 +81,7 @@ class OrtWebSession(Session):
         super().__init__()
         import onnx
 
-        from ferry import web
+        from ferry import _browser as web
 
         dist = web.ort_web_dist()
         if dist is None:
@@ -147,7 +147,7 @@ class OrtWebSession(Session):
 
     def close(self) -> None:
         """Close the page, stop the local server and remove the served folder."""
-        from ferry import web
+        from ferry import _browser as web
 
         while self._pages:
             web.close_page(self._pages.pop())
@@ -164,7 +164,7 @@ class OrtWebBackend(Backend):
     may_refuse = True
 
     def version(self) -> str | None:
-        from ferry import web
+        from ferry import _browser as web
 
         if web.missing():
             return None
@@ -172,13 +172,13 @@ class OrtWebBackend(Backend):
         return web.ort_web_version(dist) if dist else None
 
     def info(self) -> BackendInfo:
-        from ferry import web
+        from ferry import _browser as web
 
         reason = web.missing()
         return BackendInfo(self.name, self.version() or "", not reason, reason)
 
     def require(self) -> None:
-        from ferry import web
+        from ferry import _browser as web
 
         reason = web.missing()
         if reason:

@@ -6,47 +6,13 @@ code serves training, evaluation, the demo and the runtime pipelines.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from ferry.errors import UserError
+from ferry.images import IMAGE_SUFFIXES, find_images, load_image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
-
-
-def find_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files under ``folder`` (recursively, sorted).
-
-    Raises:
-        UserError: when the folder is missing or holds no image.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise UserError(f"image folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
-    return files
-
-
-def load_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open an image file as RGB, applying its EXIF orientation.
-
-    Raises:
-        UserError: when the file is missing or is not an image Pillow can decode.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"image not found: {path}; pass the path of an existing image file")
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            return ImageOps.exif_transpose(opened).convert("RGB")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise UserError(f"cannot read image {path}: {exc}; pass a valid PNG, JPEG, WebP or TIFF file") from exc
+__all__ = ["IMAGE_SUFFIXES", "find_images", "load_image"]
 
 
 def crop_to_multiple(img: Image.Image, factor: int) -> Image.Image:

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ferry import imaging
 from ferry.backends import Session
-from ferry.superres import Runner, session_runner, super_resolve
+from ferry.superres import imaging
+from ferry.superres.pipeline import Runner, session_runner, super_resolve
 
 
 @dataclass
@@ -53,6 +53,34 @@ class PhotoComparison:
     pytorch_psnr_db: float
     targets: list[TargetPhotos]
     crops: dict[str, Image.Image] = field(default_factory=dict, repr=False)
+
+    # The verify report's task section (ferry.tasks.TaskReport).
+    @property
+    def title(self) -> str:
+        return f"x{self.scale} on real photos ({', '.join(self.photos)}), every runtime vs desktop PyTorch"
+
+    @property
+    def caption(self) -> str:
+        return f"x{self.scale} on {len(self.photos)} photo(s), every runtime vs desktop PyTorch (PSNR in dB)"
+
+    @property
+    def headers(self) -> list[str]:
+        return PHOTO_HEADERS
+
+    def rows(self) -> list[list[object]]:
+        return photo_rows(self)
+
+    def notes(self) -> list[tuple[str, str]]:
+        """(runtime, how it was run differently) for the runtimes that were."""
+        return [(t.backend, t.note) for t in self.targets if t.note]
+
+    def html(self) -> str:
+        """The notes and the first photo's centre from each runtime, side by side."""
+        from ferry.report import esc, image_tag
+
+        notes = "".join(f"<p>{esc(name)}: {esc(note)}</p>" for name, note in self.notes())
+        figures = "".join(image_tag(img, name) for name, img in self.crops.items())
+        return notes + f"<div>{figures}</div>"
 
     def to_dict(self) -> dict[str, Any]:
         return {

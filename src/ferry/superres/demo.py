@@ -13,14 +13,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ferry import datasets, imaging
 from ferry._io import atomic_path, write_json_atomic
 from ferry.check import CheckResult, check
 from ferry.export import ExportResult, export
 from ferry.models import load_model
 from ferry.report import Raw, image_tag, table, verdict, write_html
 from ferry.run import open_session
-from ferry.superres import Runner, score_image, super_resolve, torch_runner
+from ferry.superres import datasets, imaging
+from ferry.superres.evaluate import score_image
+from ferry.superres.pipeline import Runner, super_resolve, torch_runner
 from ferry.verify import PARITY_HEADERS, VerifyConfig, VerifyReport, parity_rows, verify
 
 # A crop of the cat's face (in the ground-truth image's coordinates) for the zoomed comparison.

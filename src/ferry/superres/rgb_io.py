@@ -1,56 +1,18 @@
-"""ESPCN (Shi et al. 2016) as written in PyTorch's super-resolution export tutorial.
+"""The whole super-resolution pipeline as one graph: uint8 RGB in, uint8 RGB out (``--rgb-io``).
 
-Parameter names match the tutorial's ``SuperResolutionNet`` so its state dicts load as they are.
+PIL's fixed-point YCbCr conversion and its two-pass bicubic resize are rebuilt from torch ops so
+that an app hands the model a decoded image's bytes and gets the upscaled image back.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
-from torch.nn import init
 
-
-def task(scale: int) -> dict[str, Any]:
-    """Task metadata of the Y-channel model at one upscale factor."""
-    return {
-        "kind": "super-resolution",
-        "scale": scale,
-        "colour": "Y of full-range BT.601 YCbCr (PIL), float32 in [0, 1]; Cb/Cr upscaled bicubically",
-        "input_layout": "N x 1 x H x W",
-        "output_layout": f"N x 1 x {scale}H x {scale}W",
-        "preprocess": "y",
-    }
-
-
-TASK: dict[str, Any] = task(3)
-
-
-class SuperResolutionNet(nn.Module):
-    """Four convolutions and a pixel shuffle: upscales a 1-channel image by ``upscale_factor``."""
-
-    def __init__(self, upscale_factor: int = 3, inplace: bool = False) -> None:
-        super().__init__()
-        self.relu = nn.ReLU(inplace=inplace)
-        self.conv1 = nn.Conv2d(1, 64, (5, 5), (1, 1), (2, 2))
-        self.conv2 = nn.Conv2d(64, 64, (3, 3), (1, 1), (1, 1))
-        self.conv3 = nn.Conv2d(64, 32, (3, 3), (1, 1), (1, 1))
-        self.conv4 = nn.Conv2d(32, upscale_factor**2, (3, 3), (1, 1), (1, 1))
-        self.pixel_shuffle = nn.PixelShuffle(upscale_factor)
-        self._initialize_weights()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.conv1(x))
-        x = self.relu(self.conv2(x))
-        x = self.relu(self.conv3(x))
-        return self.pixel_shuffle(self.conv4(x))
-
-    def _initialize_weights(self) -> None:
-        init.orthogonal_(self.conv1.weight, init.calculate_gain("relu"))
-        init.orthogonal_(self.conv2.weight, init.calculate_gain("relu"))
-        init.orthogonal_(self.conv3.weight, init.calculate_gain("relu"))
-        init.orthogonal_(self.conv4.weight)
+from ferry.errors import UserError
+from ferry.models import LoadedModel
+from ferry.preprocessing import rgb_uint8
+from ferry.specs import parse_input_spec
 
 
 def _pil_bicubic_taps(scale: int) -> torch.Tensor:
@@ -155,3 +117,39 @@ class RGBSuperResolution(nn.Module):
         green = y_up + torch.div(self.g_cb[cb_up] + self.g_cr[cr_up], 64, rounding_mode="floor")
         blue = y_up + torch.div(self.b_cb[cb_up], 64, rounding_mode="floor")
         return torch.stack([red, green, blue], dim=-1).clamp(0, 255).to(torch.uint8)
+
+
+RGB_IO = "rgb-uint8"
+
+
+def rgb_io_model(model: LoadedModel) -> LoadedModel:
+    """Wrap a Y-channel super-resolution model into the uint8 RGB-in, RGB-out pipeline graph.
+
+    Raises:
+        UserError: for a model that is not a Y-channel super-resolution zoo model.
+    """
+    if model.task.get("io") == RGB_IO:
+        return model
+    if model.task.get("kind") != "super-resolution" or not model.inputs or model.inputs[0].shape[1] != 1:
+        raise UserError(f"--rgb-io needs a Y-channel super-resolution model such as zoo:superres, not {model.source}")
+    scale = int(model.task["scale"])
+    return LoadedModel(
+        module=RGBSuperResolution(model.module, scale).eval(),
+        source=model.source,
+        inputs=(parse_input_spec("height=224,width=224,3:uint8:0:256").with_name("rgb"),),
+        outputs=("upscaled",),
+        tolerance=model.tolerance,
+        task={
+            **model.task,
+            "io": RGB_IO,
+            "colour": "uint8 RGB in and out; full-range BT.601 YCbCr (PIL) and bicubic chroma inside the graph",
+            "input_layout": "H x W x 3 uint8 RGB",
+            "output_layout": f"{scale}H x {scale}W x 3 uint8 RGB",
+            "preprocess": "rgb-uint8",
+        },
+        preprocess=rgb_uint8,
+        weights=model.weights,
+        # The graph rounds Y, Cb and Cr to 8 bits before merging: a runtime whose float result
+        # lands on the other side of .5 moves Y by 1 and blue by up to 2 (1.772 x Cb).
+        output_tolerances={"upscaled": (0.0, 2.0)},
+    )
