@@ -97,9 +97,7 @@ def test_upscale_scale_option_picks_the_zoo_model(tmp_path: Path) -> None:
 
     Image.new("RGB", (12, 10), (90, 120, 200)).save(tmp_path / "p.png")
     for scale in sorted(SUPERRES_SCALES):
-        res = ferry.upscale(
-            tmp_path / "p.png", tmp_path / f"o{scale}.png", UpscaleConfig(scale=scale, backend="torch")
-        )
+        res = ferry.upscale(tmp_path / "p.png", tmp_path / f"o{scale}.png", UpscaleConfig(scale=scale, backend="torch"))
         assert res.scale == scale and res.files[0].size == (12 * scale, 10 * scale)
     with pytest.raises(UserError, match="upscales x2, not x3"):
         ferry.upscale(tmp_path / "p.png", tmp_path / "x.png", UpscaleConfig(model="zoo:superres_x2", scale=3))

@@ -71,9 +71,7 @@ def test_pipelined_folder_equals_one_at_a_time_and_reports_in_order(tmp_path: Pa
 
 def test_int8_precision_on_a_named_backend(tmp_path: Path, superres_onnx: Path) -> None:
     src = _photos(tmp_path / "in", 1)[0]
-    fp32 = ferry.upscale(
-        src, tmp_path / "a.png", UpscaleConfig(model=str(superres_onnx), backend="onnxruntime")
-    )
+    fp32 = ferry.upscale(src, tmp_path / "a.png", UpscaleConfig(model=str(superres_onnx), backend="onnxruntime"))
     int8 = ferry.upscale(
         src, tmp_path / "b.png", UpscaleConfig(model=str(superres_onnx), backend="onnxruntime", precision="int8")
     )

@@ -43,9 +43,7 @@ def test_batched_tiles_run_together_and_give_the_same_picture(tmp_path: Path) ->
     # 36 tiles; the 16 inner ones share a shape and run 4 at a time
     assert max(s[0] for s in calls) == 4 and len(calls) < 36
     _photo(w=50, h=40).save(tmp_path / "p.png")
-    assert ferry.upscale(
-        tmp_path / "p.png", tmp_path / "b.png", UpscaleConfig(backend="torch", tile=16, batch=3)
-    )
+    assert ferry.upscale(tmp_path / "p.png", tmp_path / "b.png", UpscaleConfig(backend="torch", tile=16, batch=3))
     with pytest.raises(UserError, match="--batch groups the tiles"):
         ferry.upscale(tmp_path / "p.png", tmp_path / "c.png", UpscaleConfig(backend="torch", batch=3))
 
