@@ -13,8 +13,8 @@ from PIL import Image
 import ferry
 from ferry import load_model
 from ferry.superres import datasets, imaging
-from ferry.superres.evaluate import evaluate
 from ferry.superres.pipeline import super_resolve, torch_runner
+from ferry.superres.scoring import evaluate
 from ferry.zoo import SUPERRES_SCALES
 
 

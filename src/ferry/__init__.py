@@ -23,9 +23,9 @@ from ferry.package import PackageResult, package
 from ferry.run import RunResult, run
 from ferry.specs import InputSpec, parse_input_spec
 from ferry.superres.demo import DemoResult, run_demo
-from ferry.superres.evaluate import evaluate as evaluate_superres
 from ferry.superres.evaluate import evaluate_superres as eval_superres
 from ferry.superres.pipeline import super_resolve
+from ferry.superres.scoring import evaluate as evaluate_superres
 from ferry.superres.train import TrainConfig, TrainResult, train_superres
 from ferry.superres.upscale import UpscaleConfig, UpscaleResult, upscale
 from ferry.verify import VerifyConfig, VerifyReport, verify

@@ -97,7 +97,7 @@ def chromium_path() -> str | None:
 
 def missing() -> str:
     """Why the browser runtime cannot run here ('' when it can)."""
-    from ferry.backends.base import installed_version
+    from ferry.registry import installed_version
 
     if installed_version("playwright", "playwright") is None:
         return PLAYWRIGHT_HINT
@@ -153,7 +153,7 @@ class Browser:
     """
 
     def __init__(self) -> None:
-        from ferry.backends.base import installed_version
+        from ferry.registry import installed_version
 
         if installed_version("playwright", "playwright") is None:
             raise MissingDependencyError(PLAYWRIGHT_HINT)

@@ -89,6 +89,75 @@ class ExportResult:
         }
 
 
+def _output_names(
+    loaded: LoadedModel, specs: Sequence[InputSpec], example: tuple[torch.Tensor, ...]
+) -> tuple[str, ...]:
+    """Output names, with the user's forward() failing on the example inputs reported as such."""
+    try:
+        return output_names_for(loaded, example)
+    except UserError:
+        raise
+    except Exception as exc:  # the user's forward() may raise anything
+        raise UserError(
+            f"{loaded.source} failed on example inputs {[str(s) for s in specs]}: {first_line(exc, root=True)};"
+            " check the --input shapes and dtypes"
+        ) from exc
+
+
+def _run_exporters(
+    loaded: LoadedModel,
+    example: tuple[torch.Tensor, ...],
+    specs: Sequence[InputSpec],
+    outputs: Sequence[str],
+    cfg: ExportConfig,
+) -> tuple[onnx.ModelProto, str, dict[str, str], list[str]]:
+    """Try the exporters in order; the first that works gives the model.
+
+    Returns:
+        The model, the exporter used, each failed exporter's reason, and the warnings caught.
+
+    Raises:
+        UserError: every exporter failed (with each one's reason).
+    """
+    order = ["dynamo", "torchscript"] if cfg.exporter == "auto" else [cfg.exporter]
+    failures: dict[str, str] = {}
+    caught: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="ferry-export-") as work:
+        for name in order:
+            try:
+                with _quiet() as caught:
+                    if name == "dynamo":
+                        proto = _dynamo_export(loaded.module, example, specs, outputs, cfg)
+                    else:
+                        proto = _torchscript_export(loaded.module, example, specs, outputs, cfg, Path(work))
+                return proto, name, failures, caught
+            except Exception as exc:  # exporters raise many unrelated types; each is reported
+                failures[name] = first_line(exc, root=True)
+    detail = "; ".join(f"{k} exporter: {v}" for k, v in failures.items())
+    hint = " try --exporter torchscript" if cfg.exporter == "dynamo" else ""
+    raise UserError(f"export of {loaded.source} failed ({detail});{hint or ' see --debug for the traceback'}")
+
+
+def _stamp(
+    proto: onnx.ModelProto, loaded: LoadedModel, specs: Sequence[InputSpec], outputs: Sequence[str], used: str
+) -> None:
+    """Store what ferry knows about the model in the file (read back by every other stage)."""
+    onnx_file.write_metadata(
+        proto,
+        {
+            "version": __version__,
+            "exporter": used,
+            "source": loaded.source,
+            "inputs": [s.to_dict() for s in specs],
+            "outputs": list(outputs),
+            "task": loaded.task,
+            "tolerance": list(loaded.tolerance),
+        },
+    )
+    proto.producer_name = "ferry"
+    proto.producer_version = f"{__version__} (torch {torch.__version__})"
+
+
 def wrap_io(model: LoadedModel) -> LoadedModel:
     """The model with its task's I/O built into the graph (``--rgb-io``).
 
@@ -275,57 +344,16 @@ def export(
         loaded = wrap_io(loaded)
     specs = named_inputs(loaded, inputs)
     example = example_inputs(specs)
-    try:
-        outputs = output_names_for(loaded, example)
-    except UserError:
-        raise
-    except Exception as exc:  # the user's forward() may raise anything
-        raise UserError(
-            f"{loaded.source} failed on example inputs {[str(s) for s in specs]}: {first_line(exc, root=True)};"
-            " check the --input shapes and dtypes"
-        ) from exc
+    outputs = _output_names(loaded, specs, example)
     out = Path(output)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"output {out} must end in .onnx")
     external = (
         cfg.external_data if cfg.external_data is not None else _model_bytes(loaded.module) > EXTERNAL_DATA_THRESHOLD
     )
-    order = ["dynamo", "torchscript"] if cfg.exporter == "auto" else [cfg.exporter]
-    failures: dict[str, str] = {}
     start = time.perf_counter()
-    proto: onnx.ModelProto | None = None
-    used = ""
-    caught: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="ferry-export-") as work:
-        for name in order:
-            try:
-                with _quiet() as caught:
-                    if name == "dynamo":
-                        proto = _dynamo_export(loaded.module, example, specs, outputs, cfg)
-                    else:
-                        proto = _torchscript_export(loaded.module, example, specs, outputs, cfg, Path(work))
-                used = name
-                break
-            except Exception as exc:  # exporters raise many unrelated types; each is reported
-                failures[name] = first_line(exc, root=True)
-    if proto is None:
-        detail = "; ".join(f"{k} exporter: {v}" for k, v in failures.items())
-        hint = " try --exporter torchscript" if cfg.exporter == "dynamo" else ""
-        raise UserError(f"export of {loaded.source} failed ({detail});{hint or ' see --debug for the traceback'}")
-    onnx_file.write_metadata(
-        proto,
-        {
-            "version": __version__,
-            "exporter": used,
-            "source": loaded.source,
-            "inputs": [s.to_dict() for s in specs],
-            "outputs": list(outputs),
-            "task": loaded.task,
-            "tolerance": list(loaded.tolerance),
-        },
-    )
-    proto.producer_name = "ferry"
-    proto.producer_version = f"{__version__} (torch {torch.__version__})"
+    proto, used, failures, caught = _run_exporters(loaded, example, specs, outputs, cfg)
+    _stamp(proto, loaded, specs, outputs, used)
     _write(proto, out, external)
     seconds = time.perf_counter() - start
     size = out.stat().st_size + ((out.parent / (out.name + ".data")).stat().st_size if external else 0)

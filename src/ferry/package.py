@@ -140,7 +140,7 @@ def package(
 
 def _manifest(spec: Target, ctx: BuildContext, source: str, onnx_path: Path, written: Sequence[str]) -> dict[str, Any]:
     from ferry._version import __version__
-    from ferry.backends.base import installed_version
+    from ferry.registry import installed_version
 
     return {
         "format": "ferry-package/1",

@@ -62,3 +62,15 @@ def importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+def installed_version(module: str, distribution: str) -> str | None:
+    """Version of an optional runtime, or ``None`` when its module cannot be imported."""
+    if not importable(module):
+        return None
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None

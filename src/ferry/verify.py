@@ -231,6 +231,107 @@ def _default_tolerance(cfg: VerifyConfig, model: LoadedModel, precision: str) ->
     return Tolerance(max(base.rtol, floor.rtol), max(base.atol, floor.atol))
 
 
+def _verdicts(sessions: Mapping[str, _Subject], refused: Mapping[str, str]) -> dict[str, BackendVerdict]:
+    """An empty verdict per opened backend, and a one-check verdict per refusal (not gating)."""
+    verdicts = {
+        name: BackendVerdict(name=name, version=sub.version, settings=dict(sub.session.settings), gating=sub.gating)
+        for name, sub in sessions.items()
+    }
+    for name, reason in refused.items():
+        verdict = BackendVerdict(name=name, version=REGISTRY.get(name).version() or "", settings={}, gating=False)
+        verdict.checks.append(Check(name, "load", 0, [], 0.0, reason))
+        verdicts[name] = verdict
+    return verdicts
+
+
+Case = tuple[str, int, dict[str, np.ndarray]]
+
+
+def _cases(
+    specs: Sequence[InputSpec], cfg: VerifyConfig, data: Sequence[tuple[str, Mapping[str, np.ndarray]]] | None
+) -> tuple[list[Case], list[dict[str, list[int]]]]:
+    """(label, sample index, inputs) to check: seeded samples at every shape variant, then the
+    user's data; and the distinct input shapes among them."""
+    cases: list[Case] = []
+    shapes: list[dict[str, list[int]]] = []
+    if specs:
+        for sizes in samples.shape_variants(specs) if cfg.other_shapes else [{}]:
+            current = [s.with_sizes(sizes) for s in specs]
+            shapes.append({s.name: list(s.shape) for s in current})
+            cases += [(samples.label(current), k, samples.sample(current, cfg.seed, k)) for k in range(cfg.samples)]
+    for k, (label, feeds) in enumerate(data or ()):
+        cases.append((label, k, dict(feeds)))
+        shape = {n: list(np.shape(a)) for n, a in feeds.items()}
+        if shape not in shapes:
+            shapes.append(shape)
+    return cases, shapes
+
+
+def _run_cases(
+    cases: Sequence[Case],
+    reference: Session,
+    sessions: Mapping[str, _Subject],
+    verdicts: Mapping[str, BackendVerdict],
+    tolerances: Mapping[str, Tolerance],
+    defaults: Mapping[str, Tolerance | None],
+) -> dict[str, dict[str, np.ndarray]]:
+    """Run PyTorch and every backend on each case and record the checks; returns, per gating
+    ONNX backend that failed, the first inputs it failed on (for localization)."""
+    failing: dict[str, dict[str, np.ndarray]] = {}
+    for label, index, feeds in cases:
+        try:
+            ref = reference.run(feeds).outputs
+        except UserError:
+            raise
+        except Exception as exc:  # the user's forward() may raise anything at a new shape
+            raise UserError(f"the PyTorch model failed at {label}: {type(exc).__name__}: {exc}") from exc
+        for name, sub in sessions.items():
+            if sub.samples_per_shape is not None and index >= sub.samples_per_shape:
+                continue
+            if REGISTRY.get(name).artifact == "module" and not _fits(sub.session, feeds):
+                # The lowering fixed a dim the export kept dynamic: this target is static there.
+                note = f"{label}: not run, the lowered program is static ({_static_dims(sub.session)})"
+                if note not in verdicts[name].notes:
+                    verdicts[name].notes.append(note)
+                continue
+            try:
+                got = sub.session.run(feeds)
+            except UserError as exc:
+                verdicts[name].checks.append(Check(name, label, index, [], 0.0, str(exc)))
+                continue
+            stats = compare_outputs(ref, got.outputs, tolerances=tolerances, default=defaults[name])
+            check = Check(name, label, index, stats, got.seconds)
+            verdicts[name].checks.append(check)
+            localizable = REGISTRY.get(name).artifact == "onnx"  # localization walks the ONNX graph
+            if not check.ok and verdicts[name].gating and name not in failing and localizable:
+                failing[name] = feeds
+    return failing
+
+
+def _task_report(
+    loaded: LoadedModel,
+    sessions: Mapping[str, _Subject],
+    specs: Sequence[InputSpec],
+    output_names: Sequence[str],
+    path: Path,
+    photos: str | os.PathLike[str],
+) -> TaskReport | None:
+    """The model's task section on real photos (super-resolution: every runtime upscales them)."""
+    _, task = tasks.of(loaded.task)
+    if task is None or task.photo_report is None:
+        return None
+    # Slow oracles (the numpy reference evaluator) check semantics, not photos.
+    runtimes = {name: sub.session for name, sub in sessions.items() if sub.samples_per_shape is None}
+
+    def reopen(name: str, sizes: Mapping[str, int]) -> Session:
+        """A module target's session converted at static sizes (one photo's)."""
+        shaped = [replace(s, dims=tuple(Dim(sizes.get(d.name or "", d.size)) for d in s.dims)) for s in specs]
+        return REGISTRY.get(name).load(loaded.module, inputs=shaped, outputs=output_names)
+
+    report: TaskReport | None = task.photo_report(loaded, runtimes, photos, path, reopen)
+    return report
+
+
 def verify(
     model: str | torch.nn.Module | LoadedModel,
     onnx_path: str | os.PathLike[str],
@@ -303,54 +404,9 @@ def verify(
         reference = REGISTRY.get("torch").load(loaded.module, inputs=graph_inputs, outputs=output_names)
         tolerances = {n: Tolerance(*t) for n, t in loaded.output_tolerances.items()} | dict(cfg.tolerances)
         defaults = {name: _default_tolerance(cfg, loaded, sub.session.precision) for name, sub in sessions.items()}
-        verdicts = {
-            name: BackendVerdict(name=name, version=sub.version, settings=dict(sub.session.settings), gating=sub.gating)
-            for name, sub in sessions.items()
-        }
-        for name, reason in refused.items():
-            verdict = BackendVerdict(name=name, version=REGISTRY.get(name).version() or "", settings={}, gating=False)
-            verdict.checks.append(Check(name, "load", 0, [], 0.0, reason))
-            verdicts[name] = verdict
-        cases: list[tuple[str, int, dict[str, np.ndarray]]] = []
-        shapes: list[dict[str, list[int]]] = []
-        if specs:
-            for sizes in samples.shape_variants(specs) if cfg.other_shapes else [{}]:
-                current = [s.with_sizes(sizes) for s in specs]
-                shapes.append({s.name: list(s.shape) for s in current})
-                cases += [(samples.label(current), k, samples.sample(current, cfg.seed, k)) for k in range(cfg.samples)]
-        for k, (label, feeds) in enumerate(data or ()):
-            cases.append((label, k, dict(feeds)))
-            shape = {n: list(np.shape(a)) for n, a in feeds.items()}
-            if shape not in shapes:
-                shapes.append(shape)
-        failing: dict[str, dict[str, np.ndarray]] = {}
-        for label, index, feeds in cases:
-            try:
-                ref = reference.run(feeds).outputs
-            except UserError:
-                raise
-            except Exception as exc:  # the user's forward() may raise anything at a new shape
-                raise UserError(f"the PyTorch model failed at {label}: {type(exc).__name__}: {exc}") from exc
-            for name, sub in sessions.items():
-                if sub.samples_per_shape is not None and index >= sub.samples_per_shape:
-                    continue
-                if REGISTRY.get(name).artifact == "module" and not _fits(sub.session, feeds):
-                    # The lowering fixed a dim the export kept dynamic: this target is static there.
-                    note = f"{label}: not run, the lowered program is static ({_static_dims(sub.session)})"
-                    if note not in verdicts[name].notes:
-                        verdicts[name].notes.append(note)
-                    continue
-                try:
-                    got = sub.session.run(feeds)
-                except UserError as exc:
-                    verdicts[name].checks.append(Check(name, label, index, [], 0.0, str(exc)))
-                    continue
-                stats = compare_outputs(ref, got.outputs, tolerances=tolerances, default=defaults[name])
-                check = Check(name, label, index, stats, got.seconds)
-                verdicts[name].checks.append(check)
-                localizable = REGISTRY.get(name).artifact == "onnx"  # localization walks the ONNX graph
-                if not check.ok and verdicts[name].gating and name not in failing and localizable:
-                    failing[name] = feeds
+        verdicts = _verdicts(sessions, refused)
+        cases, shapes = _cases(specs, cfg, data)
+        failing = _run_cases(cases, reference, sessions, verdicts, tolerances, defaults)
         divergence = None
         if failing and cfg.localize:
             from ferry.localize import locate_divergence
@@ -359,18 +415,7 @@ def verify(
             divergence = locate_divergence(
                 path, feeds, backend=name, module=loaded.module, tolerance=defaults[name] or Tolerance(1e-4, 1e-5)
             )
-        comparison = None
-        _, model_task = tasks.of(loaded.task)
-        if photos is not None and model_task is not None and model_task.photo_report is not None:
-            # Slow oracles (the numpy reference evaluator) check semantics, not photos.
-            runtimes = {name: sub.session for name, sub in sessions.items() if sub.samples_per_shape is None}
-
-            def reopen(name: str, sizes: Mapping[str, int]) -> Session:
-                """A module target's session converted at static sizes (one photo's)."""
-                shaped = [replace(s, dims=tuple(Dim(sizes.get(d.name or "", d.size)) for d in s.dims)) for s in specs]
-                return REGISTRY.get(name).load(loaded.module, inputs=shaped, outputs=output_names)
-
-            comparison = model_task.photo_report(loaded, runtimes, photos, path, reopen)
+        comparison = _task_report(loaded, sessions, specs, output_names, path, photos) if photos is not None else None
         return VerifyReport(
             source=loaded.source,
             onnx_path=path,

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from ferry.errors import UserError
-from ferry.registry import importable
 from ferry.specs import TensorInfo
 
 
@@ -101,18 +100,6 @@ class Session(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def installed_version(module: str, distribution: str) -> str | None:
-    """Version of an optional runtime, or ``None`` when its module cannot be imported."""
-    if not importable(module):
-        return None
-    from importlib import metadata
-
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 @dataclass(frozen=True)

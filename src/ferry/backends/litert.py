@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from ferry._io import native_output_silenced
-from ferry.backends.base import Backend, Session, TensorInfo, installed_version
+from ferry.backends.base import Backend, Session, TensorInfo
 from ferry.errors import UserError, first_line
+from ferry.registry import installed_version
 from ferry.specs import InputSpec
 
 

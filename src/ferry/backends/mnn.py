@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from ferry._io import native_output_silenced
-from ferry.backends.base import Backend, Session, installed_version
+from ferry.backends.base import Backend, Session
 from ferry.errors import UserError
 from ferry.onnx_file import graph_io
+from ferry.registry import installed_version
 
 #: MNN's Interpreter::HintMode::WINOGRAD_MEMORY_LEVEL and the value that keeps fp32 results.
 WINOGRAD_MEMORY_LEVEL = 3

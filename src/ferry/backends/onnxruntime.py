@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ferry.backends.base import Backend, Session, TensorInfo, installed_version
+from ferry.backends.base import Backend, Session, TensorInfo
 from ferry.errors import UserError
+from ferry.registry import installed_version
 
 # ONNX Runtime type strings -> numpy dtype names.
 _ORT_TYPES = {
@@ -119,11 +120,11 @@ class OrtFormatBackend(OnnxRuntimeBackend):
         import tempfile
         from pathlib import Path
 
-        from ferry.targets.ort_mobile import ort_format
+        from ferry.convert.ort import ort_from_onnx
 
         self.require()
         with tempfile.TemporaryDirectory(prefix="ferry-ort-format-") as tmp:
-            ort_path, _ = ort_format(Path(artifact), Path(tmp))
+            ort_path, _ = ort_from_onnx(Path(artifact), Path(tmp))
             session = OnnxRuntimeSession(ort_path, optimize=False, **options)
             session.settings["ort_bytes"] = ort_path.stat().st_size
         session.backend = self.name

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ferry.backends.base import Backend, Session, TensorInfo, installed_version
+from ferry.backends.base import Backend, Session, TensorInfo
 from ferry.errors import UserError
+from ferry.registry import installed_version
 
 
 def _dtype(element_type: Any) -> str:

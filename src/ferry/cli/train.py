@@ -14,7 +14,7 @@ from rich.table import Table
 from ferry import zoo
 from ferry.cli._common import JsonOpt, console, emit_json, err_console, quiet_human
 from ferry.errors import UserError, VerificationError
-from ferry.superres.evaluate import Evaluation
+from ferry.superres.scoring import Evaluation
 from ferry.superres.train import ARCHITECTURES, LOSSES, TrainConfig, train_superres
 
 zoo_app = typer.Typer(help="List the model zoo and show model cards.", no_args_is_help=True)

@@ -20,8 +20,8 @@ from ferry.models import load_model
 from ferry.report import Raw, image_tag, table, verdict, write_html
 from ferry.run import open_session
 from ferry.superres import datasets, imaging
-from ferry.superres.evaluate import score_image
 from ferry.superres.pipeline import Runner, super_resolve, torch_runner
+from ferry.superres.scoring import score_image
 from ferry.verify import PARITY_HEADERS, VerifyConfig, VerifyReport, parity_rows, verify
 
 # A crop of the cat's face (in the ground-truth image's coordinates) for the zoomed comparison.

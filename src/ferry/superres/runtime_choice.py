@@ -191,7 +191,7 @@ def choose_runtime(
             sessions[len(candidates) - 1] = session
     if not sessions:
         raise UserError("no runtime could load the model")
-    from ferry.superres.evaluate import evaluate
+    from ferry.superres.scoring import evaluate
 
     images = datasets.validation_images()
     reference = session_runner(REGISTRY.get("onnxruntime").load(os.fspath(path)))

@@ -34,7 +34,7 @@ def quality_gate(proto: onnx.ModelProto, original: RunFn, optimized: RunFn, max_
     from ferry import onnx_file
     from ferry.optimize import Gate
     from ferry.superres.datasets import validation_images
-    from ferry.superres.evaluate import evaluate
+    from ferry.superres.scoring import evaluate
 
     info = TaskInfo.from_dict(onnx_file.stored_task(proto))
     if not _y_channel(info):

@@ -23,8 +23,8 @@ from ferry._io import atomic_path, write_json_atomic
 from ferry.cache import sha256_file
 from ferry.errors import UserError
 from ferry.superres import datasets, imaging
-from ferry.superres.evaluate import Evaluation, evaluate
 from ferry.superres.pipeline import torch_runner
+from ferry.superres.scoring import Evaluation, evaluate
 from ferry.zoo.edsr import EDSRY
 from ferry.zoo.espcn import SuperResolutionNet
 

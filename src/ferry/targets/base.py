@@ -1,4 +1,7 @@
-"""What every package target shares: the build context, the target record and the README."""
+"""What every package target shares: the build context, the target record and the README.
+
+``quietly`` (re-exported) comes from :mod:`ferry.convert`.
+"""
 
 from __future__ import annotations
 
@@ -81,18 +84,3 @@ def write_readme(ctx: BuildContext, runtime: str, snippet: Sequence[str]) -> Non
         ]
     )
     (ctx.folder / "README.md").write_text(text)
-
-
-def quietly(fn: Callable[[], object]) -> None:
-    """Run a converter with its prints and INFO logs swallowed (their output is not ferry's)."""
-    import contextlib
-    import io
-    import logging
-
-    previous = logging.root.manager.disable
-    logging.disable(logging.INFO)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            fn()
-    finally:
-        logging.disable(previous)

@@ -6,39 +6,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ferry.errors import UserError
-from ferry.targets.base import BuildContext, Target, quietly, write_readme
-
-
-def ort_format(onnx_path: Path, folder: Path) -> tuple[Path, Path]:
-    """Convert an ONNX file to the ORT format with ONNX Runtime's own tool (optimizations fixed
-    for ARM, operator types reduced); returns the ``.ort`` file and the operator config."""
-    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
-
-    work = folder / "ort-work"
-    work.mkdir(parents=True, exist_ok=True)
-    src = work / "model.onnx"
-    shutil.copyfile(onnx_path, src)
-    out = work / "out"
-    quietly(
-        lambda: convert_onnx_models_to_ort(
-            src,
-            out,
-            optimization_styles=[OptimizationStyle.Fixed],
-            target_platform="arm",  # phones; the optimized graph stays portable to x86
-            enable_type_reduction=True,
-        )
-    )
-    ort_files = list(out.glob("*.ort"))
-    configs = list(out.glob("*.config"))
-    if not ort_files or not configs:
-        raise UserError("ONNX Runtime could not convert the model to the ORT format")
-    return ort_files[0], configs[0]
+from ferry.convert.ort import ort_from_onnx
+from ferry.targets.base import BuildContext, Target, write_readme
 
 
 def build_ort_mobile(ctx: BuildContext) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="ferry-ort-") as tmp:
-        ort_file, config = ort_format(ctx.onnx_path, Path(tmp))
+        ort_file, config = ort_from_onnx(ctx.onnx_path, Path(tmp))
         shutil.copyfile(ort_file, ctx.folder / "model.ort")
         shutil.copyfile(config, ctx.folder / "required_operators_and_types.config")
     ops = [
