@@ -29,9 +29,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# Regenerate the CLI reference in README.md from the app itself.
+# Regenerate the CLI reference (docs/reference/cli.md) from the app itself.
 docs: $(STAMP)
-	$(BIN)/python -m ferry.cli.docs --write README.md
+	$(BIN)/python -m ferry.cli.docs --write docs/reference/cli.md
 
 clean:
 	rm -rf $(VENV) ferry-demo .pytest_cache .ruff_cache .mypy_cache

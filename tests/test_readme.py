@@ -1,4 +1,5 @@
-"""The README stays true: its commands run, and its CLI reference matches the app."""
+"""The README and the manual stay true: the README's commands run, it stays a front door, the
+manual's links resolve, and the CLI reference in docs/ matches the app."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ferry.cli import docs
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+CLI_REFERENCE = ROOT / "docs" / "reference" / "cli.md"
 
 
 def _section(name: str) -> str:
@@ -28,7 +30,19 @@ def test_quick_start_is_two_make_commands() -> None:
 
 
 def test_cli_reference_is_current() -> None:
-    assert docs.replace_section(README, docs.reference()) == README, "run `make docs` to regenerate it"
+    page = CLI_REFERENCE.read_text(encoding="utf-8")
+    assert docs.replace_section(page, docs.reference()) == page, "run `make docs` to regenerate it"
+
+
+def test_readme_is_a_front_door_and_its_links_resolve() -> None:
+    assert len(README.splitlines()) <= 300, "the README is the front door; the manual lives in docs/"
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#\s]+)\)", text):
+            if "://" in target:
+                continue
+            assert (page.parent / target).exists(), f"{page.name} links to a missing {target}"
 
 
 def test_readme_commands_run(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
-"""Generate the CLI reference (the README section between the markers) from the app itself.
+"""Generate the CLI reference (``docs/reference/cli.md``, between its markers) from the app itself.
 
-``python -m ferry.cli.docs`` prints it; ``--write README.md`` replaces the section in place.
+``python -m ferry.cli.docs`` prints it; ``--write docs/reference/cli.md`` replaces the section in place.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ def reference() -> str:
     return "\n".join(blocks)
 
 
-def replace_section(readme: str, body: str) -> str:
-    """Put ``body`` between the reference markers of ``readme``."""
-    start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-    return readme[:start] + "\n" + body + readme[end:]
+def replace_section(page: str, body: str) -> str:
+    """Put ``body`` between the reference markers of ``page``."""
+    start, end = page.index(BEGIN) + len(BEGIN), page.index(END)
+    return page[:start] + "\n" + body + page[end:]
 
 
 def main(argv: list[str]) -> int:
