@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ferry import onnx_file
+from ferry import subject
 from ferry.backends import REGISTRY, Session, TensorInfo
 from ferry.errors import UserError
 from ferry.machine import PeakMemory, library_versions, machine
-from ferry.models import LoadedModel, forward_arg_names, load_model, named_inputs
-from ferry.onnx_file import stored_specs
+from ferry.models import LoadedModel, forward_arg_names
 from ferry.samples import random_inputs
 from ferry.specs import Dim, InputSpec
+from ferry.subject import Subject
 
 
 @dataclass(frozen=True)
@@ -250,35 +250,22 @@ def resolve_subject(
     weights: str | os.PathLike[str] | None = None,
     inputs: Sequence[InputSpec] = (),
     dynamic_batch: bool = False,
-) -> tuple[LoadedModel | None, Path, float | None]:
+) -> Subject:
     """The PyTorch model (when known), an ONNX file of it and the export time.
 
     An ``.onnx`` path is used as is (``model`` adds its PyTorch source for the eager baseline);
     anything else is loaded as a model source and exported into ``work_dir``, with its declared
     inputs, or else with ``inputs`` (specs for one or more sizes, see :func:`export_specs`).
     """
-    if isinstance(model_or_file, LoadedModel):
-        loaded: LoadedModel | None = model_or_file
-    elif str(model_or_file).lower().endswith(".onnx"):
-        path = Path(model_or_file)
-        if not path.is_file():
-            raise UserError(f"ONNX file not found: {path}")
-        loaded = load_model(model, args=args, weights=weights) if model else None
-        return loaded, path, None
-    else:
-        loaded = load_model(str(model_or_file), args=args, weights=weights)
-    from ferry.export import export
-
-    assert loaded is not None
+    if subject.is_onnx_file(model_or_file):
+        return subject.resolve(model_or_file, model=model, args=args, weights=weights)
+    loaded = subject.load(model_or_file, args=args, weights=weights)
     specs = None
     if not loaded.inputs:
         if not inputs:
             raise UserError(f"{loaded.source} declares no inputs; give --input specs, one per forward() argument")
         specs = export_specs(_groups(inputs, forward_arg_names(loaded.module)), dynamic_batch=dynamic_batch)
-    path = work_dir / "model.onnx"
-    start = time.perf_counter()
-    export(loaded, path, inputs=specs)
-    return loaded, path, time.perf_counter() - start
+    return subject.resolve(loaded, work_dir=work_dir, export_inputs=specs)
 
 
 def default_backends(has_model: bool) -> list[str]:
@@ -321,7 +308,7 @@ def bench(
     if any(t < 0 for t in cfg.threads) or any(b < 1 for b in cfg.batches):
         raise UserError("--threads must be 0 (default) or more and --batch at least 1")
     with tempfile.TemporaryDirectory(prefix="ferry-bench-") as tmp:
-        loaded, path, export_seconds = resolve_subject(
+        subj = resolve_subject(
             model_or_file,
             Path(tmp),
             model=model,
@@ -330,6 +317,7 @@ def bench(
             inputs=cfg.inputs,
             dynamic_batch=bool(cfg.batches),
         )
+        loaded, path, export_seconds = subj.loaded, subj.onnx_path, subj.export_seconds
         names = default_backends(loaded is not None) if list(cfg.backends) == ["all"] else list(cfg.backends)
         chosen = REGISTRY.resolve(names)
         needs_module = [b.name for b in chosen if b.artifact in ("torch", "module")]
@@ -337,13 +325,11 @@ def bench(
             raise UserError(
                 f"{', '.join(needs_module)} needs the PyTorch model: give --model SOURCE with an .onnx file"
             )
-        proto = onnx_file.load(path, load_external_data=False)
-        onnx_names = onnx_file.input_names(proto)
-        declared = (named_inputs(loaded, loaded.inputs) if loaded and loaded.inputs else ()) or stored_specs(proto)
-        if not declared and not cfg.inputs:
+        if not subj.specs and not cfg.inputs:
             raise UserError(f"no input shapes known for {path}; give --input specs")
-        configs = _configurations(cfg, declared, onnx_names, _static_batch(proto))
-        output_names = [o.name for o in proto.graph.output]
+        onnx_names = [i.name for i in subj.graph_inputs]
+        configs = _configurations(cfg, subj.specs, onnx_names, _static_batch(subj.proto))
+        output_names = list(subj.output_names)
         rows: list[BenchRow] = []
         for specs in configs:
             for threads in cfg.threads:

@@ -82,10 +82,7 @@ def package(
             folder without ``overwrite``.
         MissingDependencyError: the target's converter is not installed.
     """
-    from ferry import onnx_file
-    from ferry.export import export
-    from ferry.models import load_model, named_inputs
-    from ferry.onnx_file import read_metadata, stored_specs
+    from ferry import onnx_file, subject
 
     start = time.perf_counter()
     spec = TARGETS.get(target)
@@ -98,30 +95,16 @@ def package(
     if is_file and spec.needs_module:
         raise UserError(f"the {target} target starts from the PyTorch model; give zoo:NAME or file.py:Attr")
     with tempfile.TemporaryDirectory(prefix="ferry-package-") as tmp:
-        loaded: LoadedModel | None = None
-        if is_file:
-            onnx_path = Path(model)  # type: ignore[arg-type]
-            if not onnx_path.is_file():
-                raise UserError(f"ONNX file not found: {onnx_path}")
-            source = str(onnx_path)
-        else:
-            loaded = model if isinstance(model, LoadedModel) else load_model(str(model), args=args, weights=weights)
-            onnx_path = Path(tmp) / "model.onnx"
-            export(loaded, onnx_path, inputs=inputs)
-            source = loaded.source
-        proto = onnx_file.load(onnx_path, load_external_data=False)
-        meta = read_metadata(proto)
-        specs = tuple(inputs or ()) or (named_inputs(loaded, loaded.inputs) if loaded and loaded.inputs else ())
-        specs = specs or stored_specs(proto)
-        if not specs:
+        subj = subject.resolve(model, args=args, weights=weights, inputs=inputs, work_dir=tmp)
+        if not subj.specs:
             raise UserError("no input shapes known; give --input specs")
-        names = onnx_file.input_names(proto)
-        specs = tuple(s.with_name(n) for s, n in zip(specs, names, strict=False))
-        outputs = tuple(o.name for o in proto.graph.output)
+        loaded, onnx_path, source, specs = subj.loaded, subj.onnx_path, subj.source, subj.specs
+        outputs = subj.output_names
+        task = onnx_file.stored_task(subj.proto)
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
-            ctx = BuildContext(onnx_path, loaded, specs, outputs, dict(meta.get("task") or {}), staging)
+            ctx = BuildContext(onnx_path, loaded, specs, outputs, task, staging)
             written = spec.build(ctx)
             files = {name: (staging / name).stat().st_size for name in written}
             manifest = _manifest(spec, ctx, source, onnx_path, written)

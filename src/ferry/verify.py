@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ferry import onnx_file, samples, tasks
+from ferry import samples, tasks
 from ferry.backends import REGISTRY, Backend, Session
 from ferry.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, compare_outputs
 from ferry.errors import UserError
-from ferry.models import LoadedModel, load_model, named_inputs
-from ferry.onnx_file import stored_specs
+from ferry.models import LoadedModel
 from ferry.specs import Dim, InputSpec
+from ferry.subject import resolve
 from ferry.tasks import TaskReport
 
 
@@ -368,33 +368,15 @@ def verify(
     cfg = config or VerifyConfig()
     if cfg.samples < 1:
         raise UserError("--samples must be at least 1")
-    path = Path(onnx_path)
-    proto = onnx_file.load(path, load_external_data=False)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, args=args, weights=weights)
-    file_task, task = tasks.of(onnx_file.stored_task(proto))
-    if task is not None and task.wrap_io is not None and task.io_name and file_task.io == task.io_name:
-        loaded = task.wrap_io(loaded)  # the file holds the task's pre/post-processing around the model
-    declared = inputs or loaded.inputs or stored_specs(proto)
-    if not declared and not data:
+    subject = resolve(model, onnx=onnx_path, args=args, weights=weights, inputs=inputs)
+    loaded, path, specs = subject.loaded, subject.onnx_path, subject.specs
+    assert loaded is not None  # a model source was given
+    if not specs and not data:
         raise UserError(f"no input shapes known for {path}; give --input specs or files")
-    specs = named_inputs(loaded, declared) if declared else ()
     sessions, onnx_refused = _open_backends(cfg.backends, path)
     try:
-        if sessions:
-            graph_inputs, graph_outputs = (
-                next(iter(sessions.values())).session.inputs,
-                next(iter(sessions.values())).session.outputs,
-            )
-        else:
-            from ferry.onnx_file import graph_io
-
-            graph_inputs, graph_outputs = graph_io(proto)
-        onnx_inputs = [i.name for i in graph_inputs]
-        if specs and [s.name for s in specs] != onnx_inputs:
-            if len(specs) != len(onnx_inputs):
-                raise UserError(f"{path} has inputs {onnx_inputs} but the model takes {[s.name for s in specs]}")
-            specs = tuple(s.with_name(n) for s, n in zip(specs, onnx_inputs, strict=True))
-        output_names = [o.name for o in graph_outputs]
+        graph_inputs = subject.graph_inputs
+        output_names = list(subject.output_names)
         module_sessions, refused = _open_module_backends(cfg.backends, loaded.module, specs, output_names)
         sessions |= module_sessions
         refused = onnx_refused | refused
