@@ -17,7 +17,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_lowered_program_runs_dynamic_shapes_and_loads_from_a_pte(tmp_path: Path) -> None:
-    from ferry.backends.executorch import delegated_ops, lower
+    from ferry.convert.executorch import delegated_ops
+    from ferry.convert.executorch import pte_from_module as lower
 
     model = ferry.load_model("zoo:superres")
     specs = [parse_input_spec("batch=1,1,height=16,width=16").with_name("input")]

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_converted_program_is_static_and_matches_eager(tmp_path: Path) -> None:
-    from ferry.backends.litert import convert
+    from ferry.convert.litert import tflite_from_module as convert
 
     model = ferry.load_model("zoo:superres")
     specs = [parse_input_spec("batch=1,1,height=24,width=16").with_name("input")]

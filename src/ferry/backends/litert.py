@@ -8,67 +8,19 @@ runs at the example shape it was converted at, and a verify run lists the other 
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
-import tempfile
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from ferry._io import native_output_silenced
 from ferry.backends.base import Backend, Session, TensorInfo
-from ferry.errors import UserError, first_line
+from ferry.convert.litert import quiet, tflite_from_module
+from ferry.errors import UserError
 from ferry.registry import installed_version
 from ferry.specs import InputSpec
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """litert-torch prints a progress tree and torchao logs missing CUDA kernels on import."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-            contextlib.redirect_stderr(io.StringIO()),
-            native_output_silenced(),
-        ):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(previous)
-
-
-def convert(module: nn.Module, specs: Sequence[InputSpec], *, seed: int = 0) -> bytes:
-    """The module as a ``.tflite`` flatbuffer (static shapes: the specs' example sizes).
-
-    Raises:
-        UserError: when litert-torch cannot convert the model, with its reason.
-    """
-    if not specs:
-        raise UserError("LiteRT needs input specs to convert the model; give --input")
-    rng = np.random.default_rng(seed)
-    args = tuple(torch.from_numpy(np.ascontiguousarray(s.sample(rng))) for s in specs)
-    with _quiet():
-        import litert_torch
-
-        try:
-            with torch.no_grad():
-                edge = litert_torch.convert(module.eval(), args)
-            with tempfile.TemporaryDirectory(prefix="ferry-litert-") as tmp:
-                path = Path(tmp) / "model.tflite"
-                edge.export(os.fspath(path))
-                return path.read_bytes()
-        except Exception as exc:  # torch.export and the MLIR converter raise many types
-            raise UserError(f"LiteRT cannot convert the model: {first_line(exc)}") from exc
 
 
 class LiteRTSession(Session):
@@ -76,7 +28,7 @@ class LiteRTSession(Session):
 
     def __init__(self, flatbuffer: bytes, output_names: Sequence[str] = (), *, threads: int = 0) -> None:
         super().__init__()
-        with _quiet():
+        with quiet():
             from ai_edge_litert.interpreter import Interpreter
 
             try:
@@ -144,7 +96,7 @@ class LiteRTBackend(Backend):
         outputs: Sequence[str] = options.get("outputs", ())
         threads = int(options.get("threads") or 0)
         if isinstance(artifact, nn.Module):
-            session = LiteRTSession(convert(artifact, specs), outputs, threads=threads)
+            session = LiteRTSession(tflite_from_module(artifact, specs), outputs, threads=threads)
         elif isinstance(artifact, (str, os.PathLike)) and str(artifact).endswith(".tflite"):
             session = LiteRTSession(Path(artifact).read_bytes(), outputs, threads=threads)
         else:

@@ -10,8 +10,6 @@ set, 3x3 convolutions differ from fp32 by up to 1e-3 on [0, 1) inputs; limited, 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import numpy as np
 
 from ferry._io import native_output_silenced
 from ferry.backends.base import Backend, Session
+from ferry.convert.mnn import mnn_from_onnx
 from ferry.errors import UserError
 from ferry.onnx_file import graph_io
 from ferry.registry import installed_version
@@ -27,28 +26,6 @@ from ferry.registry import installed_version
 #: MNN's Interpreter::HintMode::WINOGRAD_MEMORY_LEVEL and the value that keeps fp32 results.
 WINOGRAD_MEMORY_LEVEL = 3
 WINOGRAD_LIMITED = 0
-
-
-def convert(onnx_path: str | os.PathLike[str], mnn_path: str | os.PathLike[str]) -> None:
-    """Convert an ONNX file to ``.mnn`` with MNN's converter, in a child process.
-
-    Raises:
-        UserError: when the converter fails, with the error lines it printed.
-    """
-    code = "import sys, _tools; _tools.mnnconvert(sys.argv)"
-    argv = ["-f", "ONNX", "--modelFile", os.fspath(onnx_path), "--MNNModel", os.fspath(mnn_path), "--bizCode", "ferry"]
-    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not Path(mnn_path).is_file():
-        errors = [
-            line.strip()
-            for line in (proc.stdout + proc.stderr).splitlines()
-            if "error" in line.lower() or "failed" in line.lower() or "not support" in line.lower()
-        ]
-        if not errors:
-            tail = [line.strip() for line in proc.stdout.splitlines() if line.strip()][-1:]
-            how = f"crashed (signal {-proc.returncode})" if proc.returncode < 0 else f"exit code {proc.returncode}"
-            errors = [f"the converter {how}" + (f" after: {tail[0]}" if tail else "")]
-        raise UserError(f"MNN cannot convert the model: {'; '.join(errors)[:400]}")
 
 
 class MnnSession(Session):
@@ -61,7 +38,7 @@ class MnnSession(Session):
         tmp = tempfile.TemporaryDirectory(prefix="ferry-mnn-")
         with tmp:
             mnn_path = Path(tmp.name) / "model.mnn"
-            convert(path, mnn_path)  # first: it names what is wrong with a bad file
+            mnn_from_onnx(path, mnn_path)  # first: it names what is wrong with a bad file
             self._load(onnx.load(os.fspath(path), load_external_data=False), mnn_path, threads)
 
     def _load(self, proto: Any, mnn_path: Path, threads: int) -> None:

@@ -6,10 +6,10 @@ from ferry.targets.base import BuildContext, Target, write_readme
 
 
 def build_executorch(ctx: BuildContext) -> list[str]:
-    from ferry.backends.executorch import DYNAMIC_BOUND, delegated_ops, lower
+    from ferry.convert.executorch import DYNAMIC_BOUND, delegated_ops, pte_from_module
 
     assert ctx.loaded is not None
-    lowered = lower(ctx.loaded.module, ctx.specs)
+    lowered = pte_from_module(ctx.loaded.module, ctx.specs)
     (ctx.folder / "model.pte").write_bytes(lowered.program)
     ops = delegated_ops(lowered.program)
     fixed = [

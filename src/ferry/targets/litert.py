@@ -9,10 +9,10 @@ from ferry.targets.base import BuildContext, Target, write_readme
 
 
 def build_litert(ctx: BuildContext) -> list[str]:
-    from ferry.backends.litert import convert
+    from ferry.convert.litert import tflite_from_module
 
     assert ctx.loaded is not None
-    (ctx.folder / "model.tflite").write_bytes(convert(ctx.loaded.module, ctx.specs))
+    (ctx.folder / "model.tflite").write_bytes(tflite_from_module(ctx.loaded.module, ctx.specs))
     dynamic = [f"{s.name}[{a}]" for s in ctx.specs for a in s.dynamic_axes]
     # The flatbuffer has static shapes: the manifest must not promise dynamic axes.
     ctx.specs = tuple(replace(s, dims=tuple(Dim(d.size) for d in s.dims)) for s in ctx.specs)

@@ -6,9 +6,10 @@ from ferry.targets.base import BuildContext, Target, write_readme
 
 
 def build_mnn(ctx: BuildContext) -> list[str]:
-    from ferry.backends.mnn import WINOGRAD_LIMITED, WINOGRAD_MEMORY_LEVEL, convert
+    from ferry.backends.mnn import WINOGRAD_LIMITED, WINOGRAD_MEMORY_LEVEL
+    from ferry.convert.mnn import mnn_from_onnx
 
-    convert(ctx.onnx_path, ctx.folder / "model.mnn")
+    mnn_from_onnx(ctx.onnx_path, ctx.folder / "model.mnn")
     ctx.notes.append(
         f"Set the hint WINOGRAD_MEMORY_LEVEL ({WINOGRAD_MEMORY_LEVEL}) to {WINOGRAD_LIMITED} on the runtime"
         " manager to get fp32 results (ferry verified it so); MNN's default Winograd set differs by up to 1e-3."

@@ -6,10 +6,10 @@ from ferry.targets.base import BuildContext, Target, write_readme
 
 
 def build_ncnn(ctx: BuildContext) -> list[str]:
-    from ferry.backends.ncnn import convert
+    from ferry.convert.ncnn import ncnn_from_module
 
     assert ctx.loaded is not None
-    model = convert(ctx.loaded.module, ctx.specs)
+    model = ncnn_from_module(ctx.loaded.module, ctx.specs)
     (ctx.folder / "model.ncnn.param").write_text(model.param)
     (ctx.folder / "model.ncnn.bin").write_bytes(model.weights)
     ctx.extra["blobs"] = {"inputs": [f"in{k}" for k in range(len(ctx.specs))], "outputs": "out0, out1, ..."}
