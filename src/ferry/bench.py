@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from ferry import subject
-from ferry.backends import REGISTRY, Session, TensorInfo
+from ferry.backends import REGISTRY, Backend, Session
 from ferry.errors import UserError
 from ferry.machine import PeakMemory, library_versions, machine
 from ferry.models import LoadedModel, forward_arg_names
@@ -329,14 +329,13 @@ def bench(
             raise UserError(f"no input shapes known for {path}; give --input specs")
         onnx_names = [i.name for i in subj.graph_inputs]
         configs = _configurations(cfg, subj.specs, onnx_names, _static_batch(subj.proto))
-        output_names = list(subj.output_names)
         rows: list[BenchRow] = []
         for specs in configs:
             for threads in cfg.threads:
                 label = _label(specs)
                 if on_progress is not None:
                     on_progress(f"{label}, threads {threads or 'default'}")
-                rows += _bench_one(cfg, chosen, path, loaded, specs, threads, output_names)
+                rows += _bench_one(cfg, chosen, subj, specs, threads)
         for r in rows:
             eager = next(
                 (e for e in rows if e.backend == "torch" and (e.shape, e.threads) == (r.shape, r.threads)), None
@@ -393,15 +392,10 @@ def interleave(
 
 
 def _bench_one(
-    cfg: BenchConfig,
-    backends: Sequence[Any],
-    path: Path,
-    loaded: LoadedModel | None,
-    specs: Sequence[InputSpec],
-    threads: int,
-    output_names: Sequence[str],
+    cfg: BenchConfig, backends: Sequence[Backend], subj: Subject, specs: Sequence[InputSpec], threads: int
 ) -> list[BenchRow]:
     """Load every backend, warm it up, then time interleaved rounds until the budget is spent."""
+    loaded = subj.loaded
     feeds = random_inputs(specs, cfg.seed)
     batch = specs[0].shape[0] if specs and specs[0].shape else 1
     label = _label(specs)
@@ -414,16 +408,7 @@ def _bench_one(
         try:
             with memory:
                 start = time.perf_counter()
-                if b.artifact == "torch":
-                    assert loaded is not None
-                    inputs = [TensorInfo(s.name, s.dtype, s.shape) for s in specs]
-                    session = b.load(loaded.module, inputs=inputs, outputs=output_names, threads=threads)
-                elif b.artifact == "module":
-                    assert loaded is not None
-                    session = b.load(loaded.module, inputs=specs, outputs=output_names)
-                else:
-                    options = b.timing_options() | ({"threads": threads} if threads else {})
-                    session = b.load(os.fspath(path), **options)
+                session = b.open(subj, specs=specs, threads=threads, timing=True)
                 row.load_seconds = time.perf_counter() - start
                 row.precision = session.precision
                 for _ in range(cfg.warmup):

@@ -19,6 +19,12 @@ class UserError(FerryError):
     exit_code = 1
 
 
+class UnsupportedModelError(UserError):
+    """A runtime or its converter cannot take this model (an operator, a dtype, a data-dependent
+    branch): a fact about the pair, not a crash. Under ``--backends all`` it is reported as a
+    refusal with its reason. Exit code 1 when that runtime was asked for by name."""
+
+
 class MissingDependencyError(UserError):
     """An optional runtime or tool is not installed."""
 

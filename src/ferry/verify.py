@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from ferry import samples, tasks
-from ferry.backends import REGISTRY, Backend, Session
+from ferry.backends import REGISTRY, Session
 from ferry.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, compare_outputs
-from ferry.errors import UserError
+from ferry.errors import UnsupportedModelError, UserError
 from ferry.models import LoadedModel
 from ferry.specs import Dim, InputSpec
-from ferry.subject import resolve
+from ferry.subject import Subject, resolve
 from ferry.tasks import TaskReport
 
 
@@ -161,46 +161,36 @@ class _Subject:
     samples_per_shape: int | None
 
 
-def _open_backends(names: Sequence[str], path: Path) -> tuple[dict[str, _Subject], dict[str, str]]:
-    """Load each ONNX backend named (``all``: every installed one)."""
-    sessions, refused = _open_sessions(names, "onnx", lambda b: b.load(os.fspath(path)))
-    chosen = REGISTRY.resolve(list(names))
-    if not sessions and not refused and not any(b.artifact == "module" for b in chosen):
-        raise UserError(f"no ONNX backend among {', '.join(names)}; installed: {', '.join(REGISTRY.installed())}")
-    return sessions, refused
+def _open_sessions(names: Sequence[str], subject: Subject) -> tuple[dict[str, _Subject], dict[str, str]]:
+    """Open every named backend but the PyTorch reference (``all``: every installed one).
 
-
-def _open_module_backends(
-    names: Sequence[str], module: torch.nn.Module, specs: Sequence[InputSpec], output_names: Sequence[str]
-) -> tuple[dict[str, _Subject], dict[str, str]]:
-    """Lower the PyTorch module for each runtime that starts from it (ExecuTorch, ...)."""
-    return _open_sessions(names, "module", lambda b: b.load(module, inputs=specs, outputs=output_names))
-
-
-def _open_sessions(
-    names: Sequence[str], artifact: str, load: Callable[[Backend], Session]
-) -> tuple[dict[str, _Subject], dict[str, str]]:
-    """Open the named backends that take ``artifact`` (the torch reference is opened apart).
-
-    Under ``all``, a target that cannot take the model (``may_refuse``: a converter, a reduced
-    build) is recorded with its reason instead of failing the run: the model simply does not run
-    there. Named explicitly, its refusal is the error.
+    Under ``all``, a runtime that cannot take the model (:class:`UnsupportedModelError`: a
+    converter's refusal, a reduced build) is recorded with its reason instead of failing the run:
+    the model simply does not run there. Named explicitly, its refusal is the error.
     """
     every = list(names) == ["all"]
+    chosen = [b for b in REGISTRY.resolve(list(names)) if b.artifact != "torch"]
+    if not chosen:
+        raise UserError(
+            f"no backend to compare with among {', '.join(names)}; installed: {', '.join(REGISTRY.installed())}"
+        )
     sessions: dict[str, _Subject] = {}
     refused: dict[str, str] = {}
-    for b in REGISTRY.resolve(list(names)):
-        if b.artifact != artifact:
-            continue
-        try:
-            session = load(b)
-        except UserError as exc:
-            if not (every and b.may_refuse):
-                raise
-            refused[b.name] = str(exc)
-            continue
-        gating = not (every and b.informational_in_all)
-        sessions[b.name] = _Subject(session, b.version() or "", gating, b.samples_per_shape)
+    try:
+        for b in chosen:
+            try:
+                session = b.open(subject)
+            except UnsupportedModelError as exc:
+                if not every:
+                    raise
+                refused[b.name] = str(exc)
+                continue
+            gating = not (every and b.informational_in_all)
+            sessions[b.name] = _Subject(session, b.version() or "", gating, b.samples_per_shape)
+    except BaseException:
+        for sub in sessions.values():
+            sub.session.close()
+        raise
     return sessions, refused
 
 
@@ -309,26 +299,22 @@ def _run_cases(
 
 
 def _task_report(
-    loaded: LoadedModel,
-    sessions: Mapping[str, _Subject],
-    specs: Sequence[InputSpec],
-    output_names: Sequence[str],
-    path: Path,
-    photos: str | os.PathLike[str],
+    subject: Subject, sessions: Mapping[str, _Subject], photos: str | os.PathLike[str]
 ) -> TaskReport | None:
     """The model's task section on real photos (super-resolution: every runtime upscales them)."""
-    _, task = tasks.of(loaded.task)
+    assert subject.loaded is not None
+    _, task = tasks.of(subject.loaded.task)
     if task is None or task.photo_report is None:
         return None
     # Slow oracles (the numpy reference evaluator) check semantics, not photos.
     runtimes = {name: sub.session for name, sub in sessions.items() if sub.samples_per_shape is None}
 
     def reopen(name: str, sizes: Mapping[str, int]) -> Session:
-        """A module target's session converted at static sizes (one photo's)."""
-        shaped = [replace(s, dims=tuple(Dim(sizes.get(d.name or "", d.size)) for d in s.dims)) for s in specs]
-        return REGISTRY.get(name).load(loaded.module, inputs=shaped, outputs=output_names)
+        """A runtime's session converted at static sizes (one photo's)."""
+        shaped = [replace(s, dims=tuple(Dim(sizes.get(d.name or "", d.size)) for d in s.dims)) for s in subject.specs]
+        return REGISTRY.get(name).open(subject, specs=shaped)
 
-    report: TaskReport | None = task.photo_report(loaded, runtimes, photos, path, reopen)
+    report: TaskReport | None = task.photo_report(subject.loaded, runtimes, photos, subject.onnx_path, reopen)
     return report
 
 
@@ -373,17 +359,12 @@ def verify(
     assert loaded is not None  # a model source was given
     if not specs and not data:
         raise UserError(f"no input shapes known for {path}; give --input specs or files")
-    sessions, onnx_refused = _open_backends(cfg.backends, path)
+    sessions, refused = _open_sessions(cfg.backends, subject)
     try:
-        graph_inputs = subject.graph_inputs
-        output_names = list(subject.output_names)
-        module_sessions, refused = _open_module_backends(cfg.backends, loaded.module, specs, output_names)
-        sessions |= module_sessions
-        refused = onnx_refused | refused
         if not sessions and not refused:
             raise UserError(f"no backend among {', '.join(cfg.backends)} could load the model")
         # PyTorch is held to the ONNX file's input contract (names, dtypes, static dims).
-        reference = REGISTRY.get("torch").load(loaded.module, inputs=graph_inputs, outputs=output_names)
+        reference = REGISTRY.get("torch").open(subject)
         tolerances = {n: Tolerance(*t) for n, t in loaded.output_tolerances.items()} | dict(cfg.tolerances)
         defaults = {name: _default_tolerance(cfg, loaded, sub.session.precision) for name, sub in sessions.items()}
         verdicts = _verdicts(sessions, refused)
@@ -397,7 +378,7 @@ def verify(
             divergence = locate_divergence(
                 path, feeds, backend=name, module=loaded.module, tolerance=defaults[name] or Tolerance(1e-4, 1e-5)
             )
-        comparison = _task_report(loaded, sessions, specs, output_names, path, photos) if photos is not None else None
+        comparison = _task_report(subject, sessions, photos) if photos is not None else None
         return VerifyReport(
             source=loaded.source,
             onnx_path=path,

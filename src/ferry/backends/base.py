@@ -6,16 +6,20 @@ times the call; subclasses implement only ``_run``.
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ferry.errors import UserError
-from ferry.specs import TensorInfo
+from ferry.errors import UnsupportedModelError, UserError
+from ferry.specs import InputSpec, TensorInfo
+
+if TYPE_CHECKING:
+    from ferry.subject import Subject
 
 
 @dataclass
@@ -35,6 +39,8 @@ class Session(ABC):
     inputs: tuple[TensorInfo, ...] = ()
     outputs: tuple[TensorInfo, ...] = ()
     settings: dict[str, Any]
+    #: what this runtime ships and runs: (file name, bytes), e.g. ("model.pte", 41_234)
+    artifact: tuple[str, int] | None = None
     _closed: bool = False
 
     def __init__(self) -> None:
@@ -117,16 +123,15 @@ class Backend(ABC):
     """A runtime that loads an artifact (an ONNX file or a PyTorch module) into a session."""
 
     name: str = ""
-    #: what ``load`` takes: "onnx" (a path to an ONNX file) or "torch" (an nn.Module).
+    #: what the runtime starts from: "onnx" (the exported file), "module" (it lowers the PyTorch
+    #: module itself, as ExecuTorch does) or "torch" (PyTorch eager, the reference). Only
+    #: :meth:`open` reads it; callers ask :meth:`open` and :meth:`supports`.
     artifact: str = "onnx"
     #: pip extra that installs the runtime, for the "not installed" message.
     extra: str = ""
     #: when brought in by ``--backends all``, report this backend without letting it fail the
     #: verdict (a runtime's lossy default precision); named explicitly, it gates like any other.
     informational_in_all: bool = False
-    #: a deployment target whose converter or reduced build may not take every model: under
-    #: ``--backends all`` its refusal is reported with the reason instead of failing the run.
-    may_refuse: bool = False
     #: run at most this many samples per shape (slow backends); ``None``: all of them.
     samples_per_shape: int | None = None
 
@@ -156,4 +161,46 @@ class Backend(ABC):
 
     @abstractmethod
     def load(self, artifact: Any, **options: Any) -> Session:
-        """Load an artifact and return a session."""
+        """Load an artifact (a file path, or a module with ``inputs``/``outputs``) into a session."""
+
+    def supports(self, subject: Subject) -> str | None:
+        """Why this runtime cannot take the model, or ``None``: asked before converting anything."""
+        if self.artifact in ("module", "torch") and subject.loaded is None:
+            return f"{self.name} needs the PyTorch model: give --model SOURCE with an .onnx file"
+        return None
+
+    def open(
+        self, subject: Subject, *, specs: Sequence[InputSpec] | None = None, threads: int = 0, timing: bool = False
+    ) -> Session:
+        """Convert the model where this runtime needs it, then open a session on it.
+
+        Args:
+            subject: the model, its ONNX file and its specs.
+            specs: input specs to open at (default: the subject's); a lowered or traced program
+                is made for these sizes.
+            threads: intra-op threads (0: the runtime's default).
+            timing: the session is timed in turns with other runtimes in this process (no
+                busy-waiting worker threads, see :meth:`timing_options`).
+
+        Raises:
+            UnsupportedModelError: this runtime (or its converter) cannot take the model.
+            UserError: the runtime failed to load it.
+        """
+        reason = self.supports(subject)
+        if reason is not None:
+            raise UnsupportedModelError(reason)
+        chosen = tuple(specs if specs is not None else subject.specs)
+        if self.artifact == "torch":
+            assert subject.loaded is not None
+            inputs = (
+                [TensorInfo(s.name, s.dtype, s.shape) for s in chosen] if specs is not None else subject.graph_inputs
+            )
+            return self.load(subject.loaded.module, inputs=inputs, outputs=subject.output_names, threads=threads)
+        if self.artifact == "module":
+            assert subject.loaded is not None
+            return self.load(subject.loaded.module, inputs=chosen, outputs=subject.output_names)
+        options = (self.timing_options() if timing else {}) | ({"threads": threads} if threads else {})
+        session = self.load(os.fspath(subject.onnx_path), **options)
+        if session.artifact is None:
+            session.artifact = (subject.onnx_path.name, subject.onnx_path.stat().st_size)
+        return session

@@ -19,7 +19,7 @@ from torch import nn
 from ferry._io import native_output_silenced
 from ferry.backends.base import Backend, Session, TensorInfo
 from ferry.convert.executorch import pte_from_module, quiet_imports
-from ferry.errors import UserError
+from ferry.errors import UnsupportedModelError, UserError
 from ferry.registry import installed_version
 from ferry.specs import InputSpec
 
@@ -42,8 +42,9 @@ class ExecuTorchSession(Session):
             with native_output_silenced():  # the runtime logs its CPU probe from C++
                 self._method = Runtime.get().load_program(program).load_method("forward")
         except Exception as exc:  # the runtime raises RuntimeError with a status code
-            raise UserError(f"ExecuTorch cannot load the program: {exc}") from exc
+            raise UnsupportedModelError(f"ExecuTorch cannot load the program: {exc}") from exc
         self.program = program
+        self.artifact = ("model.pte", len(program))
         axes = list(dynamic) if dynamic is not None else [{a for a, d in enumerate(s.dims) if d.name} for s in specs]
         self.inputs = tuple(
             TensorInfo(s.name, s.dtype, tuple(None if a in dyn else d.size for a, d in enumerate(s.dims)))
@@ -72,7 +73,6 @@ class ExecuTorchBackend(Backend):
     name = "executorch"
     artifact = "module"
     extra = "executorch"
-    may_refuse = True
 
     def version(self) -> str | None:
         return installed_version("executorch", "executorch")

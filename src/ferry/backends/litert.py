@@ -18,7 +18,7 @@ from torch import nn
 
 from ferry.backends.base import Backend, Session, TensorInfo
 from ferry.convert.litert import quiet, tflite_from_module
-from ferry.errors import UserError
+from ferry.errors import UnsupportedModelError, UserError
 from ferry.registry import installed_version
 from ferry.specs import InputSpec
 
@@ -35,7 +35,9 @@ class LiteRTSession(Session):
                 self._interp = Interpreter(model_content=flatbuffer, num_threads=threads or None)
                 self._interp.allocate_tensors()
             except (ValueError, RuntimeError) as exc:
-                raise UserError(f"LiteRT cannot load the model: {' '.join(str(exc).split())[:300]}") from exc
+                raise UnsupportedModelError(
+                    f"LiteRT cannot load the model: {' '.join(str(exc).split())[:300]}"
+                ) from exc
         self._in = self._interp.get_input_details()
         self._out = self._interp.get_output_details()
         self.flatbuffer = flatbuffer
@@ -58,6 +60,7 @@ class LiteRTSession(Session):
             "static_shapes": True,
             "tflite_bytes": len(flatbuffer),
         }
+        self.artifact = ("model.tflite", len(flatbuffer))
 
     def adopt_specs(self, specs: Sequence[InputSpec]) -> None:
         """Take the model's input names (litert-torch calls them args_0...) and dtypes: LiteRT
@@ -83,7 +86,6 @@ class LiteRTBackend(Backend):
     name = "litert"
     artifact = "module"
     extra = "litert"
-    may_refuse = True
 
     def version(self) -> str | None:
         if installed_version("litert_torch", "litert-torch") is None:

@@ -19,7 +19,7 @@ import numpy as np
 from ferry._io import native_output_silenced
 from ferry.backends.base import Backend, Session
 from ferry.convert.mnn import mnn_from_onnx
-from ferry.errors import UserError
+from ferry.errors import UnsupportedModelError, UserError
 from ferry.onnx_file import graph_io
 from ferry.registry import installed_version
 
@@ -57,13 +57,14 @@ class MnnSession(Session):
                 runtime_manager=self._runtime,
             )
         if self._net is None:
-            raise UserError("MNN cannot load the converted model")
+            raise UnsupportedModelError("MNN cannot load the converted model")
         self.settings = {
             "precision": "fp32",
             "winograd": "limited (WINOGRAD_MEMORY_LEVEL 0)",
             "threads": config["numThread"],
             "mnn_bytes": self.mnn_bytes,
         }
+        self.artifact = ("model.mnn", self.mnn_bytes)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import MNN.expr as F
@@ -95,7 +96,6 @@ class MnnBackend(Backend):
     name = "mnn"
     artifact = "onnx"
     extra = "mnn"
-    may_refuse = True
 
     def version(self) -> str | None:
         return installed_version("MNN", "mnn")

@@ -12,16 +12,19 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
 
 from ferry.backends.base import Backend, Session, TensorInfo
-from ferry.convert.ncnn import NcnnModel, ncnn_from_module
-from ferry.errors import UserError
+from ferry.convert.ncnn import NcnnModel, ncnn_from_module, unsupported_inputs
+from ferry.errors import UnsupportedModelError, UserError
 from ferry.registry import installed_version
 from ferry.specs import InputSpec
+
+if TYPE_CHECKING:
+    from ferry.subject import Subject
 
 
 class NcnnSession(Session):
@@ -47,7 +50,7 @@ class NcnnSession(Session):
             param.write_text(model.param)
             weights.write_bytes(model.weights)
             if self._net.load_param(os.fspath(param)) != 0 or self._net.load_model(os.fspath(weights)) != 0:
-                raise UserError("ncnn cannot load the converted model")
+                raise UnsupportedModelError("ncnn cannot load the converted model")
         self._in, self._out = list(self._net.input_names()), list(self._net.output_names())
         if len(self._in) != len(specs):
             raise UserError(f"the ncnn model has {len(self._in)} input(s), the model {len(specs)}")
@@ -66,6 +69,7 @@ class NcnnSession(Session):
             "converter": "pnnx (TorchScript trace)",
             "ncnn_bytes": len(model.weights) + len(model.param.encode()),
         }
+        self.artifact = ("model.ncnn.*", len(model.weights) + len(model.param.encode()))
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import ncnn
@@ -90,12 +94,14 @@ class NcnnBackend(Backend):
     name = "ncnn"
     artifact = "module"
     extra = "ncnn"
-    may_refuse = True
 
     def version(self) -> str | None:
         if installed_version("pnnx", "pnnx") is None:
             return None
         return installed_version("ncnn", "ncnn")
+
+    def supports(self, subject: Subject) -> str | None:
+        return super().supports(subject) or unsupported_inputs(subject.specs)
 
     def load(self, artifact: Any, **options: Any) -> NcnnSession:
         self.require()

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ferry.backends.base import Backend, Session, TensorInfo
-from ferry.errors import UserError
+from ferry.errors import UnsupportedModelError, UserError
 from ferry.registry import installed_version
 
 # ONNX Runtime type strings -> numpy dtype names.
@@ -110,8 +110,6 @@ class OrtFormatBackend(OnnxRuntimeBackend):
     """The model converted to ONNX Runtime's mobile ORT format (what ``ferry package --target
     ort-mobile`` ships: optimizations fixed for ARM at conversion) and run from the ``.ort`` file."""
 
-    may_refuse = True
-
     def __init__(self) -> None:
         super().__init__(optimize=False)
         self.name = "ort-format"
@@ -125,8 +123,12 @@ class OrtFormatBackend(OnnxRuntimeBackend):
         self.require()
         with tempfile.TemporaryDirectory(prefix="ferry-ort-format-") as tmp:
             ort_path, _ = ort_from_onnx(Path(artifact), Path(tmp))
-            session = OnnxRuntimeSession(ort_path, optimize=False, **options)
+            try:
+                session = OnnxRuntimeSession(ort_path, optimize=False, **options)
+            except UserError as exc:  # the runtime build cannot run what its own converter made
+                raise UnsupportedModelError(str(exc)) from exc
             session.settings["ort_bytes"] = ort_path.stat().st_size
+            session.artifact = ("model.ort", ort_path.stat().st_size)
         session.backend = self.name
         session.settings["format"] = "ORT (optimizations fixed at conversion, target_platform arm)"
         return session

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ferry.backends.base import Backend, BackendInfo, RunOutput, Session
-from ferry.errors import MissingDependencyError, UserError, first_line
+from ferry.errors import MissingDependencyError, UnsupportedModelError, UserError, first_line
 from ferry.onnx_file import graph_io
 
 _HARNESS = """<!doctype html>
@@ -89,7 +89,7 @@ class OrtWebSession(Session):
         self.inputs, self.outputs = graph_io(onnx.load(os.fspath(path), load_external_data=False))
         unsupported = [i.describe() for i in (*self.inputs, *self.outputs) if i.dtype not in _PAGE_DTYPES]
         if unsupported:
-            raise UserError(f"ort-web: this harness cannot pass tensors of {', '.join(unsupported)}")
+            raise UnsupportedModelError(f"ort-web: this harness cannot pass tensors of {', '.join(unsupported)}")
         self._stack = contextlib.ExitStack()
         self._pages: list[Any] = []
         self._finalizer = weakref.finalize(self, _shutdown, self._stack, self._pages)
@@ -105,7 +105,9 @@ class OrtWebSession(Session):
             try:
                 loaded = self._page.evaluate("([url, threads]) => ferryLoad(url, threads)", ["model.onnx", threads])
             except Exception as exc:  # playwright's Error carries the page's exception text
-                raise UserError(f"ONNX Runtime Web cannot load {path}: {first_line(exc, limit=400)}") from exc
+                raise UnsupportedModelError(
+                    f"ONNX Runtime Web cannot load {path}: {first_line(exc, limit=400)}"
+                ) from exc
         except BaseException:
             self.close()
             raise
@@ -161,7 +163,6 @@ class OrtWebBackend(Backend):
     name = "ort-web"
     artifact = "onnx"
     extra = "web"
-    may_refuse = True
 
     def version(self) -> str | None:
         from ferry import _browser as web

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ferry.errors import UserError, first_line
+from ferry.errors import UnsupportedModelError, UserError, first_line
 from ferry.specs import InputSpec
 
 # Factor between a dynamic dim's example size and its upper bound in the lowered program.
@@ -111,7 +111,7 @@ def pte_from_module(module: nn.Module, specs: Sequence[InputSpec], *, seed: int 
             warnings.simplefilter("ignore")
             program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
     except Exception as exc:  # torch.export and exir raise many types; the message names the op
-        raise UserError(f"ExecuTorch cannot lower the model: {first_line(exc)}") from exc
+        raise UnsupportedModelError(f"ExecuTorch cannot lower the model: {first_line(exc)}") from exc
     return Lowered(bytes(program.buffer), dynamic)
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ferry._io import native_output_silenced
-from ferry.errors import UserError, first_line
+from ferry.errors import UnsupportedModelError, UserError, first_line
 from ferry.specs import InputSpec
 
 
@@ -59,4 +59,4 @@ def tflite_from_module(module: nn.Module, specs: Sequence[InputSpec], *, seed: i
                 edge.export(os.fspath(path))
                 return path.read_bytes()
         except Exception as exc:  # torch.export and the MLIR converter raise many types
-            raise UserError(f"LiteRT cannot convert the model: {first_line(exc)}") from exc
+            raise UnsupportedModelError(f"LiteRT cannot convert the model: {first_line(exc)}") from exc

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ferry.errors import UserError
+from ferry.errors import UnsupportedModelError
 
 
 def mnn_from_onnx(onnx_path: str | os.PathLike[str], mnn_path: str | os.PathLike[str]) -> None:
@@ -33,4 +33,4 @@ def mnn_from_onnx(onnx_path: str | os.PathLike[str], mnn_path: str | os.PathLike
             tail = [line.strip() for line in proc.stdout.splitlines() if line.strip()][-1:]
             how = f"crashed (signal {-proc.returncode})" if proc.returncode < 0 else f"exit code {proc.returncode}"
             errors = [f"the converter {how}" + (f" after: {tail[0]}" if tail else "")]
-        raise UserError(f"MNN cannot convert the model: {'; '.join(errors)[:400]}")
+        raise UnsupportedModelError(f"MNN cannot convert the model: {'; '.join(errors)[:400]}")

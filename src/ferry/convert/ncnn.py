@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ferry._io import native_output_silenced
-from ferry.errors import UserError, first_line
+from ferry.errors import UnsupportedModelError, UserError, first_line
 from ferry.specs import InputSpec
 
 
@@ -28,6 +28,17 @@ class NcnnModel:
     weights: bytes
 
 
+def unsupported_inputs(specs: Sequence[InputSpec]) -> str | None:
+    """Why ferry's ncnn adapter cannot feed these inputs (it runs N x C x H x W float32), or ``None``."""
+    for s in specs:
+        if len(s.dims) != 4 or s.dtype != "float32":
+            return (
+                f"ncnn cannot take the model: ferry's ncnn adapter runs N x C x H x W float32 inputs, and"
+                f" {s.name or 'an input'} is {s.dtype}[{','.join(map(str, s.shape))}]"
+            )
+    return None
+
+
 def ncnn_from_module(module: nn.Module, specs: Sequence[InputSpec], *, seed: int = 0) -> NcnnModel:
     """Convert the module with pnnx (fp32 weights; a second example shape keeps H and W dynamic).
 
@@ -36,12 +47,9 @@ def ncnn_from_module(module: nn.Module, specs: Sequence[InputSpec], *, seed: int
     """
     if not specs:
         raise UserError("ncnn needs input specs to convert the model; give --input")
-    for s in specs:
-        if len(s.dims) != 4 or s.dtype != "float32":
-            raise UserError(
-                f"ncnn cannot take the model: ferry's ncnn adapter runs N x C x H x W float32 inputs, and"
-                f" {s.name or 'an input'} is {s.dtype}[{','.join(map(str, s.shape))}]"
-            )
+    reason = unsupported_inputs(specs)
+    if reason is not None:
+        raise UnsupportedModelError(reason)
     import pnnx
 
     rng = np.random.default_rng(seed)
@@ -65,9 +73,9 @@ def ncnn_from_module(module: nn.Module, specs: Sequence[InputSpec], *, seed: int
                 pnnx.export(module.eval(), os.fspath(pt), first, second if dynamic else None, fp16=False)
             param, weights = Path(tmp) / "model.ncnn.param", Path(tmp) / "model.ncnn.bin"
             if not param.is_file():
-                raise UserError("ncnn cannot take the model: pnnx wrote no ncnn model")
+                raise UnsupportedModelError("ncnn cannot take the model: pnnx wrote no ncnn model")
             return NcnnModel(param.read_text(), weights.read_bytes())
         except UserError:
             raise
         except Exception as exc:  # TorchScript tracing and pnnx raise many types
-            raise UserError(f"ncnn cannot take the model: {first_line(exc)}") from exc
+            raise UnsupportedModelError(f"ncnn cannot take the model: {first_line(exc)}") from exc

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from ferry.convert import quietly
-from ferry.errors import UserError
+from ferry.errors import UnsupportedModelError
 
 
 def ort_from_onnx(onnx_path: Path, folder: Path) -> tuple[Path, Path]:
@@ -31,5 +31,5 @@ def ort_from_onnx(onnx_path: Path, folder: Path) -> tuple[Path, Path]:
     ort_files = list(out.glob("*.ort"))
     configs = list(out.glob("*.config"))
     if not ort_files or not configs:
-        raise UserError("ONNX Runtime could not convert the model to the ORT format")
+        raise UnsupportedModelError("ONNX Runtime could not convert the model to the ORT format")
     return ort_files[0], configs[0]

@@ -10,11 +10,9 @@ latency of the network on the photo, and the size of the file that runtime ships
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -198,25 +196,6 @@ def _crop(img: Image.Image, size: int = 128) -> Image.Image:
     s = min(size, w, h)
     left, top = (w - s) // 2, (h - s) // 2
     return img.crop((left, top, left + s, top + s)).resize((2 * s, 2 * s), Image.Resampling.NEAREST)
-
-
-def artifact_of(backend: str, onnx_path: Path, session: Session) -> tuple[str, int | None]:
-    """The file a runtime ships and its size: the .pte for ExecuTorch, the .ort for the ORT
-    format, the .tflite for LiteRT, the .mnn for MNN, .param + .bin for ncnn, the ONNX file for the ONNX
-    runtimes."""
-    program = getattr(session, "program", None)
-    if isinstance(program, bytes):
-        return "model.pte", len(program)
-    for key, name in (
-        ("ort_bytes", "model.ort"),
-        ("tflite_bytes", "model.tflite"),
-        ("mnn_bytes", "model.mnn"),
-        ("ncnn_bytes", "model.ncnn.*"),
-    ):
-        size = session.settings.get(key)
-        if isinstance(size, int):
-            return name, size
-    return onnx_path.name, os.path.getsize(onnx_path)
 
 
 PHOTO_HEADERS = [

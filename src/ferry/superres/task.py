@@ -11,7 +11,6 @@ import os
 import shutil
 from collections.abc import Mapping
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,7 +83,7 @@ def photo_report(
         return None
     assert info.scale is not None
     from ferry.images import find_images, load_image
-    from ferry.superres.photos import artifact_of, compare_on_photos
+    from ferry.superres.photos import compare_on_photos
     from ferry.superres.pipeline import torch_runner
 
     pictures = [(p.name, load_image(p)) for p in find_images(folder)]
@@ -102,7 +101,7 @@ def photo_report(
         sessions,
         pictures,
         scale=info.scale,
-        artifacts={name: artifact_of(name, Path(onnx_path), s) for name, s in sessions.items()},
+        artifacts={name: s.artifact for name, s in sessions.items() if s.artifact is not None},
         reopen=at_size,
     )
 
