@@ -168,3 +168,17 @@ def test_functions_read_like_a_table_of_contents() -> None:
                 if lines > allowed:
                     long.append(f"{module}.{node.name}: {lines} lines")
     assert not long, f"split these (at most {MAX_FUNCTION_LINES} lines): {long}"
+
+
+def test_the_public_api_is_importable_and_lazy() -> None:
+    """Every public name resolves; ``import ferry`` alone loads neither torch nor onnx."""
+    import subprocess
+    import sys
+
+    import ferry
+
+    missing = [n for n in ferry.__all__ if getattr(ferry, n, None) is None]
+    assert not missing
+    code = "import sys, ferry; print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
