@@ -179,6 +179,9 @@ def test_the_public_api_is_importable_and_lazy() -> None:
 
     missing = [n for n in ferry.__all__ if getattr(ferry, n, None) is None]
     assert not missing
+    import ferry.export  # binding the stage module must not hide the stage function
+
+    assert callable(ferry.export) and callable(ferry.verify) and callable(ferry.package)
     code = "import sys, ferry; print(sorted(m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

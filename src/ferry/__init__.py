@@ -14,6 +14,8 @@ pay for torch, onnx and the runtimes until a stage needs them.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from ferry._version import __version__
@@ -80,6 +82,19 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY, *_SUBMODULES})
+
+
+class _PublicApi(types.ModuleType):
+    """Importing a stage module (``ferry.export``) binds it on this package under the name of the
+    stage's function; the public name stays the function (``ferry.export(...)``)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _PublicApi
 
 
 if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
