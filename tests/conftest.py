@@ -11,6 +11,14 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "tiny_models.py"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One marker per registered backend (``pytest -m backend_mnn`` runs MNN's conformance)."""
+    from ferry.backends import REGISTRY
+
+    for name in REGISTRY.names():
+        config.addinivalue_line("markers", f"backend_{name.replace('-', '_')}: tests of the {name} backend")
+
+
 @dataclass
 class CliResult:
     code: int

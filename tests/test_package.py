@@ -15,7 +15,7 @@ from ferry.targets import TARGETS
 
 SMALL = [parse_input_spec("batch=1,1,height=32,width=32").with_name("input")]
 #: Targets that ship something other than the Y-channel model, with the test that runs them.
-OWN_TESTS = {"web": "tests/test_web.py (the uint8 RGB page, upscaling a photo in Chromium)"}
+OWN_TESTS = {"web": "tests/targets/test_web.py (the uint8 RGB page, upscaling a photo in Chromium)"}
 
 
 def _eager(x: np.ndarray) -> np.ndarray:

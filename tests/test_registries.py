@@ -116,3 +116,11 @@ def test_missing_runtime_is_skipped_by_all_and_explained_by_name(monkeypatch: py
     assert {b.name for b in REGISTRY.resolve(["all"])} >= {"onnxruntime", "reference"}
     with pytest.raises(UserError, match=r"openvino is not installed: pip install 'ferry\[openvino\]'"):
         REGISTRY.resolve(["openvino"])
+
+
+def test_the_names_known_without_importing_match_the_registries() -> None:
+    """``--help`` lists backends and targets from static tuples (no runtime imported for it)."""
+    from ferry import backends, targets
+
+    assert sorted(backends.NAMES) == backends.REGISTRY.names()
+    assert sorted(targets.NAMES) == targets.TARGETS.names()

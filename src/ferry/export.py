@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ferry import onnx_file
+from ferry._defaults import DEFAULT_OPSET
 from ferry._version import __version__
 from ferry.backends.torch import flatten_outputs
 from ferry.errors import UserError, first_line
@@ -32,7 +33,6 @@ from ferry.samples import random_inputs
 from ferry.specs import InputSpec
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
-DEFAULT_OPSET = 18
 # Protobuf cannot serialise a model of 2 GiB or more: weights go to an external file above this.
 EXTERNAL_DATA_THRESHOLD = 2**31 - 64 * 2**20
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 from ferry.backends.base import Backend, BackendInfo, RunOutput, Session, TensorInfo
 from ferry.registry import Registry
 
@@ -52,12 +55,44 @@ def _build_registry() -> BackendRegistry:
     return reg
 
 
-REGISTRY = _build_registry()
+#: The registered names, known without importing any runtime (``--help`` texts list them); a
+#: test holds them equal to the registry's.
+NAMES = (
+    "executorch",
+    "litert",
+    "mnn",
+    "ncnn",
+    "onnxruntime",
+    "onnxruntime-noopt",
+    "openvino",
+    "openvino-default",
+    "ort-format",
+    "ort-web",
+    "reference",
+    "torch",
+)
+
+
+@functools.cache
+def _registry() -> BackendRegistry:
+    return _build_registry()
+
+
+if TYPE_CHECKING:
+    REGISTRY: BackendRegistry
+
+
+def __getattr__(name: str) -> BackendRegistry:
+    # The registry imports every backend module (and their runtimes' Python packages): built on
+    # first use, not when ferry.backends is imported.
+    if name == "REGISTRY":
+        return _registry()
+    raise AttributeError(f"module 'ferry.backends' has no attribute {name!r}")
 
 
 def get_backend(name: str) -> Backend:
     """Look up a backend by name."""
-    return REGISTRY.get(name)
+    return _registry().get(name)
 
 
-__all__ = ["REGISTRY", "Backend", "BackendInfo", "RunOutput", "Session", "TensorInfo", "get_backend"]
+__all__ = ["NAMES", "REGISTRY", "Backend", "BackendInfo", "RunOutput", "Session", "TensorInfo", "get_backend"]

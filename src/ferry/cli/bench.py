@@ -8,11 +8,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ferry.bench import BENCH_HEADERS, BenchConfig, bench, bench_rows, write_bench_report
-from ferry.cli._common import ArgOpt, JsonOpt, ReportOpt, WeightsOpt, console, emit_json, err_console, quiet_human
+from ferry.cli._options import ArgOpt, JsonOpt, ReportOpt, WeightsOpt
+from ferry.cli._render import console, emit_json, err_console, quiet_human
 from ferry.errors import UserError
-from ferry.machine import describe
-from ferry.specs import parse_input_spec
 
 
 def int_list(text: str, option: str) -> tuple[int, ...]:
@@ -63,7 +61,9 @@ def bench_cmd(
     report: ReportOpt = None,
 ) -> None:
     """Time a model on every runtime (interleaved runs), with ratios against PyTorch eager."""
-    from ferry.specs import parse_kwargs
+    from ferry.bench import BENCH_HEADERS, BenchConfig, bench, bench_rows, write_bench_report
+    from ferry.machine import describe
+    from ferry.specs import parse_input_spec, parse_kwargs
 
     cfg = BenchConfig(
         backends=tuple(b.strip() for b in backends.split(",") if b.strip()),

@@ -9,9 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ferry.cli._common import JsonOpt, console, emit_json, quiet_human
+from ferry.cli._options import JsonOpt
+from ferry.cli._render import console, emit_json, quiet_human
 from ferry.errors import VerificationError
-from ferry.superres.demo import run_demo
 
 
 def demo_cmd(
@@ -21,6 +21,8 @@ def demo_cmd(
     json_out: JsonOpt = None,
 ) -> None:
     """Export, check, verify and run the super-resolution model on the bundled cat photo."""
+    from ferry.superres.demo import run_demo
+
     quiet = quiet_human(json_out)
     result = run_demo(out, step=None if quiet else (lambda msg: console.print(f"[dim]-[/dim] {escape(msg)}")))
     emit_json(json_out, result.to_dict())

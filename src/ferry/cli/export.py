@@ -8,20 +8,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ferry.cli._common import (
-    ArgOpt,
-    InputOpt,
-    JsonOpt,
-    WeightsOpt,
-    console,
-    emit_json,
-    human_bytes,
-    quiet_human,
-    specs_from,
-    status,
-)
-from ferry.export import DEFAULT_OPSET, ExportConfig, export
-from ferry.specs import parse_kwargs
+from ferry._defaults import DEFAULT_OPSET
+from ferry.cli._options import ArgOpt, InputOpt, JsonOpt, WeightsOpt, specs_from
+from ferry.cli._render import console, emit_json, human_bytes, quiet_human, status
 
 
 def export_cmd(
@@ -46,6 +35,9 @@ def export_cmd(
     json_out: JsonOpt = None,
 ) -> None:
     """Export a PyTorch model to ONNX with named inputs/outputs and dynamic axes."""
+    from ferry.export import ExportConfig, export
+    from ferry.specs import parse_kwargs
+
     cfg = ExportConfig(opset=opset, exporter=exporter, constant_folding=constant_folding)  # type: ignore[arg-type]
     quiet = quiet_human(json_out)
     with status("exporting", quiet):

@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ferry.cli._common import JsonOpt, console, emit_json, human_bytes, quiet_human, status
-from ferry.optimize import OptimizeConfig, optimize, refuse
+from ferry.cli._options import JsonOpt
+from ferry.cli._render import console, emit_json, human_bytes, quiet_human, status
 
 
 def optimize_cmd(
@@ -53,6 +53,8 @@ def optimize_cmd(
     json_out: JsonOpt = None,
 ) -> None:
     """Simplify, optimize and quantize an ONNX file; verify it against the original. Exit 2 if refused."""
+    from ferry.optimize import OptimizeConfig, optimize, refuse
+
     keep = () if keep_float.strip() == "none" else tuple(k.strip() for k in keep_float.split(",") if k.strip())
     cfg = OptimizeConfig(
         quantize=quantize,

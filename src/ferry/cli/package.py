@@ -8,21 +8,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ferry.cli._common import (
-    ArgOpt,
-    InputOpt,
-    JsonOpt,
-    WeightsOpt,
-    console,
-    emit_json,
-    human_bytes,
-    quiet_human,
-    specs_from,
-    status,
-)
-from ferry.package import package
-from ferry.specs import parse_kwargs
-from ferry.targets import TARGETS
+from ferry.cli._options import ArgOpt, InputOpt, JsonOpt, WeightsOpt, specs_from
+from ferry.cli._render import console, emit_json, human_bytes, quiet_human, status
+from ferry.targets import NAMES
 
 
 def package_cmd(
@@ -32,9 +20,7 @@ def package_cmd(
             metavar="MODEL", help="zoo:NAME, file.py:Attr, package.module:Attr, or an .onnx file from ferry."
         ),
     ],
-    target: Annotated[
-        str, typer.Option("--target", "-t", metavar="TARGET", help=f"One of: {', '.join(TARGETS.names())}.")
-    ],
+    target: Annotated[str, typer.Option("--target", "-t", metavar="TARGET", help=f"One of: {', '.join(NAMES)}.")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Package folder to create.")],
     input: InputOpt = None,
     arg: ArgOpt = None,
@@ -43,6 +29,9 @@ def package_cmd(
     json_out: JsonOpt = None,
 ) -> None:
     """Package a model for a deployment target: the runtime's file, manifest.json and a README."""
+    from ferry.package import package
+    from ferry.specs import parse_kwargs
+
     with status(f"packaging for {target}", quiet_human(json_out)):
         result = package(
             model,

@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ferry import zoo
-from ferry.cli._common import JsonOpt, console, emit_json, err_console, quiet_human
+from ferry.cli._options import JsonOpt
+from ferry.cli._render import console, emit_json, err_console, quiet_human
 from ferry.errors import UserError, VerificationError
 from ferry.superres.scoring import Evaluation
 from ferry.superres.train import ARCHITECTURES, LOSSES, TrainConfig, train_superres

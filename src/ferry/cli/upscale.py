@@ -9,9 +9,9 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ferry.cli._common import JsonOpt, console, emit_json, err_console, quiet_human
+from ferry.cli._options import JsonOpt
+from ferry.cli._render import console, emit_json, err_console, quiet_human
 from ferry.errors import UserError
-from ferry.superres.upscale import FileResult, UpscaleConfig, upscale
 
 
 def upscale_cmd(
@@ -53,6 +53,8 @@ def upscale_cmd(
     json_out: JsonOpt = None,
 ) -> None:
     """Super-resolve an image, a video or a folder (x3 with zoo:superres). Exit 1 if a file failed."""
+    from ferry.superres.upscale import FileResult, UpscaleConfig, upscale
+
     cfg = UpscaleConfig(
         model=model,
         scale=scale,

@@ -7,6 +7,9 @@ README into the package folder, and its :class:`Target` record) and one line in
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 from ferry.registry import Registry
 from ferry.targets.base import BuildContext, Target
 
@@ -20,6 +23,25 @@ def _build_registry() -> Registry[Target]:
     return reg
 
 
-TARGETS = _build_registry()
+#: The registered names, known without importing any converter (``--help`` lists them); a test
+#: holds them equal to the registry's.
+NAMES = ("executorch", "litert", "mnn", "ncnn", "onnx", "openvino", "ort-mobile", "web")
 
-__all__ = ["TARGETS", "BuildContext", "Target"]
+
+@functools.cache
+def _registry() -> Registry[Target]:
+    return _build_registry()
+
+
+if TYPE_CHECKING:
+    TARGETS: Registry[Target]
+
+
+def __getattr__(name: str) -> Registry[Target]:
+    # Built on first use: the target modules are imported then, not with ferry.targets.
+    if name == "TARGETS":
+        return _registry()
+    raise AttributeError(f"module 'ferry.targets' has no attribute {name!r}")
+
+
+__all__ = ["NAMES", "TARGETS", "BuildContext", "Target"]

@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ferry.models import LoadedModel
 from ferry.registry import importable
 from ferry.specs import InputSpec
+
+if TYPE_CHECKING:
+    from ferry.models import LoadedModel
 
 
 @dataclass

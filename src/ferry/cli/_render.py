@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: the console, JSON output and option types used by several commands."""
+"""Human and machine output shared by the commands: the consoles, JSON, sizes, spinners."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.console import Console
 
 from ferry._io import write_json_atomic
-from ferry.specs import InputSpec, parse_input_specs
 
 
 def _width(stream: object) -> int | None:
@@ -26,50 +23,9 @@ def _width(stream: object) -> int | None:
 
 
 console = Console(highlight=False, width=_width(sys.stdout))
+
+
 err_console = Console(stderr=True, highlight=False, width=_width(sys.stderr))
-
-InputOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--input",
-        "-i",
-        metavar="SPEC",
-        help="Input spec, one per forward() argument: 1,3,224,224 | batch=1,3,height=224,width=224 | 2,12:int64:0:100.",
-        show_default=False,
-    ),
-]
-ArgOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--arg",
-        metavar="KEY=VALUE",
-        help="Constructor argument key=value (value parsed as a Python literal). Repeatable.",
-        show_default=False,
-    ),
-]
-WeightsOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--weights",
-        metavar="FILE",
-        help="State dict to load: .safetensors, or .pt/.pth (tensors only).",
-        show_default=False,
-    ),
-]
-ReportOpt = Annotated[
-    Path | None,
-    typer.Option("--report", metavar="FILE", help="Write a self-contained HTML report.", show_default=False),
-]
-JsonOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--json", metavar="FILE", help="Write the result as JSON to this file ('-' for stdout).", show_default=False
-    ),
-]
-
-
-def specs_from(texts: list[str] | None) -> list[InputSpec] | None:
-    return parse_input_specs(texts) if texts else None
 
 
 def emit_json(target: str | None, data: Any) -> None:
