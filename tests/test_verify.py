@@ -180,7 +180,7 @@ def test_bf16_runtime_divergence_is_localized_to_the_first_conv(superres_onnx: P
 def test_bisection_finds_the_same_node_as_exposing_everything(
     tmp_path: Path, superres_onnx: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ferry import localize
+    from ferry.verify import _localize as localize
 
     x = {"input": np.random.default_rng(0).random((1, 1, 16, 16), dtype=np.float32)}
     tight = Tolerance(1e-7, 1e-9)

@@ -1,0 +1,116 @@
+"""Running PyTorch and every runtime on the same samples, check by check."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from ferry import samples, tasks
+from ferry.backends import REGISTRY, Session
+from ferry.compare import Tolerance, compare_outputs
+from ferry.errors import UserError
+from ferry.specs import Dim, InputSpec
+from ferry.subject import Subject
+from ferry.tasks import TaskReport
+from ferry.verify._results import BackendVerdict, Check, VerifyConfig
+from ferry.verify._sessions import OpenRuntime, fits, static_dims
+
+
+def empty_verdicts(sessions: Mapping[str, OpenRuntime], refused: Mapping[str, str]) -> dict[str, BackendVerdict]:
+    """An empty verdict per opened backend, and a one-check verdict per refusal (not gating)."""
+    verdicts = {
+        name: BackendVerdict(name=name, version=sub.version, settings=dict(sub.session.settings), gating=sub.gating)
+        for name, sub in sessions.items()
+    }
+    for name, reason in refused.items():
+        verdict = BackendVerdict(name=name, version=REGISTRY.get(name).version() or "", settings={}, gating=False)
+        verdict.checks.append(Check(name, "load", 0, [], 0.0, reason))
+        verdicts[name] = verdict
+    return verdicts
+
+
+Case = tuple[str, int, dict[str, np.ndarray]]
+
+
+def cases_for(
+    specs: Sequence[InputSpec], cfg: VerifyConfig, data: Sequence[tuple[str, Mapping[str, np.ndarray]]] | None
+) -> tuple[list[Case], list[dict[str, list[int]]]]:
+    """(label, sample index, inputs) to check: seeded samples at every shape variant, then the
+    user's data; and the distinct input shapes among them."""
+    cases: list[Case] = []
+    shapes: list[dict[str, list[int]]] = []
+    if specs:
+        for sizes in samples.shape_variants(specs) if cfg.other_shapes else [{}]:
+            current = [s.with_sizes(sizes) for s in specs]
+            shapes.append({s.name: list(s.shape) for s in current})
+            cases += [(samples.label(current), k, samples.sample(current, cfg.seed, k)) for k in range(cfg.samples)]
+    for k, (label, feeds) in enumerate(data or ()):
+        cases.append((label, k, dict(feeds)))
+        shape = {n: list(np.shape(a)) for n, a in feeds.items()}
+        if shape not in shapes:
+            shapes.append(shape)
+    return cases, shapes
+
+
+def run_cases(
+    cases: Sequence[Case],
+    reference: Session,
+    sessions: Mapping[str, OpenRuntime],
+    verdicts: Mapping[str, BackendVerdict],
+    tolerances: Mapping[str, Tolerance],
+    defaults: Mapping[str, Tolerance | None],
+) -> dict[str, dict[str, np.ndarray]]:
+    """Run PyTorch and every backend on each case and record the checks; returns, per gating
+    ONNX backend that failed, the first inputs it failed on (for localization)."""
+    failing: dict[str, dict[str, np.ndarray]] = {}
+    for label, index, feeds in cases:
+        try:
+            ref = reference.run(feeds).outputs
+        except UserError:
+            raise
+        except Exception as exc:  # the user's forward() may raise anything at a new shape
+            raise UserError(f"the PyTorch model failed at {label}: {type(exc).__name__}: {exc}") from exc
+        for name, sub in sessions.items():
+            if sub.samples_per_shape is not None and index >= sub.samples_per_shape:
+                continue
+            if REGISTRY.get(name).artifact == "module" and not fits(sub.session, feeds):
+                # The lowering fixed a dim the export kept dynamic: this target is static there.
+                note = f"{label}: not run, the lowered program is static ({static_dims(sub.session)})"
+                if note not in verdicts[name].notes:
+                    verdicts[name].notes.append(note)
+                continue
+            try:
+                got = sub.session.run(feeds)
+            except UserError as exc:
+                verdicts[name].checks.append(Check(name, label, index, [], 0.0, str(exc)))
+                continue
+            stats = compare_outputs(ref, got.outputs, tolerances=tolerances, default=defaults[name])
+            check = Check(name, label, index, stats, got.seconds)
+            verdicts[name].checks.append(check)
+            localizable = REGISTRY.get(name).artifact == "onnx"  # localization walks the ONNX graph
+            if not check.ok and verdicts[name].gating and name not in failing and localizable:
+                failing[name] = feeds
+    return failing
+
+
+def task_report(
+    subject: Subject, sessions: Mapping[str, OpenRuntime], photos: str | os.PathLike[str]
+) -> TaskReport | None:
+    """The model's task section on real photos (super-resolution: every runtime upscales them)."""
+    assert subject.loaded is not None
+    _, task = tasks.of(subject.loaded.task)
+    if task is None or task.photo_report is None:
+        return None
+    # Slow oracles (the numpy reference evaluator) check semantics, not photos.
+    runtimes = {name: sub.session for name, sub in sessions.items() if sub.samples_per_shape is None}
+
+    def reopen(name: str, sizes: Mapping[str, int]) -> Session:
+        """A runtime's session converted at static sizes (one photo's)."""
+        shaped = [replace(s, dims=tuple(Dim(sizes.get(d.name or "", d.size)) for d in s.dims)) for s in subject.specs]
+        return REGISTRY.get(name).open(subject, specs=shaped)
+
+    report: TaskReport | None = task.photo_report(subject.loaded, runtimes, photos, subject.onnx_path, reopen)
+    return report
