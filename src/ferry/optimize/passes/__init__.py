@@ -1,0 +1,44 @@
+"""Optimization passes, one per module. A pass reads one ONNX file and writes the next one beside
+it, and says what it did (:class:`PassResult`); ``optimize`` chains them and then judges the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from ferry.errors import UserError
+
+_COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """The file a pass wrote, the step as the report names it, and the nodes it left in float."""
+
+    path: Path
+    step: str
+    kept_float: list[str] = field(default_factory=list)
+
+
+def nodes_to_exclude(proto: onnx.ModelProto, keep: Sequence[str]) -> list[str]:
+    """Node names to leave in float: names as given, ``last`` for the last compute op.
+
+    Raises:
+        UserError: a name that is not in the graph.
+    """
+    names = {n.name for n in proto.graph.node}
+    out: list[str] = []
+    for item in keep:
+        if item == "last":
+            compute = [n.name for n in proto.graph.node if n.op_type in _COMPUTE_OPS]
+            if compute:
+                out.append(compute[-1])
+        elif item not in names:
+            raise UserError(f"--keep-float names node {item!r}, which is not in the graph")
+        else:
+            out.append(item)
+    return out
