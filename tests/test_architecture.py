@@ -27,7 +27,7 @@ LONG_FUNCTIONS_TO_SPLIT = {
     "ferry.superres.runtime_choice.choose_runtime": 142,  # candidates, timing and the fidelity gate apart
     "ferry.superres.demo.run_demo": 107,  # one function per step of the demo
     "ferry.superres.upscale._run_jobs": 85,  # the reader/writer pipeline apart from the report
-    "ferry.superres.photos.compare_on_photos": 82,  # per-runtime scoring apart
+    "ferry.superres.photos.compare_on_photos": 83,  # per-runtime scoring apart
     "ferry.superres.train.train_superres": 112,  # the loop, the checkpoint and the card apart
 }
 

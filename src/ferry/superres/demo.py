@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ferry._io import atomic_path, write_json_atomic
+from ferry.bench._timing import median_time
 from ferry.check import CheckResult, check
 from ferry.export import ExportResult, export
 from ferry.models import load_model
@@ -71,15 +71,6 @@ class DemoResult:
             },
             "timings_seconds": self.timings,
         }
-
-
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def _save_png(img: Image.Image, path: Path) -> Path:
@@ -156,8 +147,8 @@ def run_demo(
     for _ in range(2):  # warm-up
         ort_runner(y)
         eager(y)
-    timings["onnxruntime_inference"] = _median_time(lambda: ort_runner(y), 5)
-    timings["pytorch_eager_inference"] = _median_time(lambda: eager(y), 5)
+    timings["onnxruntime_inference"] = median_time(lambda: ort_runner(y), 5)
+    timings["pytorch_eager_inference"] = median_time(lambda: eager(y), 5)
     timings["speedup_vs_eager"] = timings["pytorch_eager_inference"] / timings["onnxruntime_inference"]
 
     say("writing images and the report")

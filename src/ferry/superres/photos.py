@@ -10,7 +10,7 @@ latency of the network on the photo, and the size of the file that runtime ships
 
 from __future__ import annotations
 
-import time
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ferry.backends import Session
+from ferry.bench._timing import median_time
 from ferry.superres import imaging
 from ferry.superres.pipeline import Runner, session_runner, super_resolve
 
@@ -89,15 +90,6 @@ class PhotoComparison:
         }
 
 
-def _median_ms(runner: Runner, y: np.ndarray, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        runner(y)
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
-
-
 def compare_on_photos(
     reference: Runner,
     sessions: Mapping[str, Session],
@@ -154,7 +146,8 @@ def compare_on_photos(
                 own = reopen(backend, (lr.height, lr.width))
             runner = session_runner(own)
             out = super_resolve(lr, runner)
-            times.append(_median_ms(runner, imaging.y_to_array(imaging.split_ycbcr(lr)[0])))
+            y = imaging.y_to_array(imaging.split_ycbcr(lr)[0])
+            times.append(1e3 * median_time(functools.partial(runner, y)))
             if own is not session:
                 own.close()
             arr = np.asarray(out)
