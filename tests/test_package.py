@@ -10,8 +10,8 @@ import pytest
 
 import ferry
 from ferry.errors import UserError
+from ferry.package.targets import TARGETS
 from ferry.specs import parse_input_spec
-from ferry.targets import TARGETS
 
 SMALL = [parse_input_spec("batch=1,1,height=32,width=32").with_name("input")]
 #: Targets that ship something other than the Y-channel model, with the test that runs them.

@@ -16,8 +16,8 @@ from ferry import zoo
 from ferry.backends import REGISTRY, BackendRegistry
 from ferry.backends.onnxruntime import OnnxRuntimeBackend
 from ferry.errors import InternalError, UserError
+from ferry.package.targets import TARGETS
 from ferry.registry import Registry
-from ferry.targets import TARGETS
 
 
 def test_duplicate_backend_is_a_bug() -> None:
@@ -120,7 +120,8 @@ def test_missing_runtime_is_skipped_by_all_and_explained_by_name(monkeypatch: py
 
 def test_the_names_known_without_importing_match_the_registries() -> None:
     """``--help`` lists backends and targets from static tuples (no runtime imported for it)."""
-    from ferry import backends, targets
+    from ferry import backends
+    from ferry.package import targets
 
     assert sorted(backends.NAMES) == backends.REGISTRY.names()
     assert sorted(targets.NAMES) == targets.TARGETS.names()

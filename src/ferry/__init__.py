@@ -66,7 +66,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 #: Submodules reachable as attributes (``ferry.zoo.names()``), also imported on first use.
-_SUBMODULES = ("zoo", "tasks", "backends", "targets", "superres", "samples", "onnx_file", "subject")
+_SUBMODULES = ("zoo", "tasks", "backends", "superres", "samples", "onnx_file", "subject")
 
 
 def __getattr__(name: str) -> Any:

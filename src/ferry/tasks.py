@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ferry.backends.base import Session
     from ferry.models import LoadedModel
     from ferry.optimize import Gate
-    from ferry.targets.base import BuildContext
+    from ferry.package.targets.base import BuildContext
 
 ENTRY_POINT_GROUP = "ferry.tasks"
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ferry.cli._options import ArgOpt, InputOpt, JsonOpt, WeightsOpt, specs_from
 from ferry.cli._render import console, emit_json, human_bytes, quiet_human, status
-from ferry.targets import NAMES
+from ferry.package.targets import NAMES
 
 
 def package_cmd(

@@ -1,6 +1,6 @@
 """``ferry package``: one model, packaged for a deployment target, with a manifest an app can read.
 
-Each target (one module under :mod:`ferry.targets`) writes the runtime's artifact into a folder
+Each target (one module under :mod:`ferry.package.targets`) writes the runtime's artifact into a folder
 and a short README for the app developer; :func:`package` exports the model, adds
 ``manifest.json`` (inputs and outputs with shapes, dtypes and dynamic axes, pre/post-processing,
 the source model's hash, ferry's version, every file with its size and hash) and writes the
@@ -23,8 +23,8 @@ from typing import Any
 from ferry.cache import sha256_file
 from ferry.errors import MissingDependencyError, UserError
 from ferry.models import LoadedModel
+from ferry.package.targets import TARGETS, BuildContext, Target
 from ferry.specs import InputSpec
-from ferry.targets import TARGETS, BuildContext, Target
 
 
 @dataclass

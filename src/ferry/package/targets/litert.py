@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ferry.package.targets.base import BuildContext, Target, write_readme
 from ferry.specs import Dim
-from ferry.targets.base import BuildContext, Target, write_readme
 
 
 def build_litert(ctx: BuildContext) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ferry.targets.base import BuildContext, Target, write_readme
+from ferry.package.targets.base import BuildContext, Target, write_readme
 
 
 def build_mnn(ctx: BuildContext) -> list[str]:

@@ -7,7 +7,7 @@ super-resolution, one that upscales a picked photo.
 from __future__ import annotations
 
 from ferry.errors import UserError
-from ferry.targets.base import BuildContext, Target, write_readme
+from ferry.package.targets.base import BuildContext, Target, write_readme
 
 
 def build_web(ctx: BuildContext) -> list[str]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+from ferry.package.targets.base import BuildContext, Target
 from ferry.registry import Registry
-from ferry.targets.base import BuildContext, Target
 
 
 def _build_registry() -> Registry[Target]:
-    from ferry.targets import executorch, litert, mnn, ncnn, onnx, openvino, ort_mobile, web
+    from ferry.package.targets import executorch, litert, mnn, ncnn, onnx, openvino, ort_mobile, web
 
     reg: Registry[Target] = Registry("target")
     for module in (onnx, ort_mobile, openvino, executorch, litert, mnn, ncnn, web):
@@ -38,10 +38,10 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Registry[Target]:
-    # Built on first use: the target modules are imported then, not with ferry.targets.
+    # Built on first use: the target modules are imported then, not with ferry.package.targets.
     if name == "TARGETS":
         return _registry()
-    raise AttributeError(f"module 'ferry.targets' has no attribute {name!r}")
+    raise AttributeError(f"module 'ferry.package.targets' has no attribute {name!r}")
 
 
 __all__ = ["NAMES", "TARGETS", "BuildContext", "Target"]

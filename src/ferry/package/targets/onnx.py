@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from ferry.targets.base import BuildContext, Target, write_readme
+from ferry.package.targets.base import BuildContext, Target, write_readme
 
 
 def build_onnx(ctx: BuildContext) -> list[str]:

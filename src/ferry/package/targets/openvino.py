@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ferry.errors import UserError
-from ferry.targets.base import BuildContext, Target, write_readme
+from ferry.package.targets.base import BuildContext, Target, write_readme
 
 
 def build_openvino(ctx: BuildContext) -> list[str]:

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from ferry.convert.ort import ort_from_onnx
-from ferry.targets.base import BuildContext, Target, write_readme
+from ferry.package.targets.base import BuildContext, Target, write_readme
 
 
 def build_ort_mobile(ctx: BuildContext) -> list[str]:
