@@ -106,7 +106,7 @@ def test_upscale_scale_option_picks_the_zoo_model(tmp_path: Path) -> None:
 
 
 def test_a_static_shape_model_runs_any_plane_in_fixed_windows() -> None:
-    from ferry.superres.pipeline import fixed_window_runner, torch_runner
+    from ferry.superres.runners import tiled, torch_runner
     from ferry.zoo import get
 
     model = torch_runner(get("superres").build())
@@ -118,7 +118,7 @@ def test_a_static_shape_model_runs_any_plane_in_fixed_windows() -> None:
 
     cat = datasets.validation_images()[0][1].convert("L").crop((150, 80, 195, 150))  # 45x70 of a photo
     y = (np.asarray(cat, np.float32) / 255)[None, None]
-    out = fixed_window_runner(static, (32, 32))(y)
+    out = tiled(static, (32, 32), 8, fixed=True)(y)
     whole = model(y)
     assert out.shape == whole.shape and set(seen) == {(1, 1, 32, 32)}
     inner = (slice(None), slice(None), slice(18, -18), slice(18, -18))  # beyond the receptive radius x3

@@ -10,7 +10,8 @@ from PIL import Image
 import ferry
 from ferry.errors import UserError
 from ferry.superres.pipeline import torch_runner
-from ferry.superres.upscale import UpscaleConfig, tiled, upscale_image
+from ferry.superres.runners import tiled
+from ferry.superres.upscale import UpscaleConfig, upscale_image
 
 
 def _photo(w: int = 40, h: int = 30, mode: str = "RGB") -> Image.Image:
@@ -25,9 +26,9 @@ def test_tiles_stitch_to_the_untiled_result() -> None:
     y = np.random.default_rng(0).random((1, 1, 50, 70), dtype=np.float32)
     whole = runner(y)
     for tile, overlap in ((16, 8), (32, 6), (20, 5)):
-        np.testing.assert_allclose(tiled(runner, 3, tile, overlap)(y), whole, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(tiled(runner, tile, overlap)(y), whole, rtol=0, atol=1e-5)
     # Without enough context the seams show: the overlap is what makes tiling exact.
-    assert np.abs(tiled(runner, 3, 16, 0)(y) - whole).max() > 1e-3
+    assert np.abs(tiled(runner, 16, 0)(y) - whole).max() > 1e-3
 
 
 def test_batched_tiles_run_together_and_give_the_same_picture(tmp_path: Path) -> None:
@@ -39,7 +40,7 @@ def test_batched_tiles_run_together_and_give_the_same_picture(tmp_path: Path) ->
         return model(y)
 
     y = np.random.default_rng(0).random((1, 1, 96, 96), dtype=np.float32)
-    np.testing.assert_allclose(tiled(runner, 3, 16, 8, batch=4)(y), model(y), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(tiled(runner, 16, 8, batch=4)(y), model(y), rtol=0, atol=1e-5)
     # 36 tiles; the 16 inner ones share a shape and run 4 at a time
     assert max(s[0] for s in calls) == 4 and len(calls) < 36
     _photo(w=50, h=40).save(tmp_path / "p.png")

@@ -24,7 +24,7 @@ from ferry.errors import UserError
 from ferry.superres import deep16, imaging
 from ferry.superres.deep16 import Deep16
 from ferry.superres.imaging import IMAGE_SUFFIXES
-from ferry.superres.pipeline import Runner, session_runner, torch_runner
+from ferry.superres.runners import Runner, session_runner, tiled, torch_runner
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 
@@ -115,47 +115,6 @@ class UpscaleResult:
                 for f in self.files
             ],
         }
-
-
-def tiled(runner: Runner, scale: int, tile: int, overlap: int, batch: int = 1) -> Runner:
-    """Wrap a Y-plane runner so that it processes ``tile``-sized pieces with ``overlap`` context.
-
-    With ``batch`` > 1, pieces of the same shape go through the network ``batch`` at a time (one
-    call on an ``N x 1 x H x W`` array: fewer, larger calls for runtimes and accelerators that
-    gain from them); the working set grows to ``batch`` pieces.
-    """
-    if tile <= 0:
-        return runner
-
-    def run(y: np.ndarray) -> np.ndarray:
-        n, c, h, w = y.shape
-        if h <= tile and w <= tile:
-            return runner(y)
-        out = np.empty((n, c, h * scale, w * scale), np.float32)
-        Piece = tuple[int, int, int, int, int, int, int, int]  # kept area, then the area with context
-        pieces: list[Piece] = []
-        for top in range(0, h, tile):
-            for left in range(0, w, tile):
-                bottom, right = min(top + tile, h), min(left + tile, w)
-                t0, l0 = max(0, top - overlap), max(0, left - overlap)
-                b0, r0 = min(h, bottom + overlap), min(w, right + overlap)
-                pieces.append((top, left, bottom, right, t0, l0, b0, r0))
-        groups: dict[tuple[int, int], list[Piece]] = {}
-        for piece in pieces:
-            groups.setdefault((piece[6] - piece[4], piece[7] - piece[5]), []).append(piece)
-        for same in groups.values():
-            for k in range(0, len(same), max(1, batch)):
-                chunk = same[k : k + max(1, batch)]
-                stack = np.concatenate([y[:, :, t0:b0, l0:r0] for _, _, _, _, t0, l0, b0, r0 in chunk])
-                result = runner(np.ascontiguousarray(stack))
-                for m, (top, left, bottom, right, t0, l0, _, _) in enumerate(chunk):
-                    dt, dl = (top - t0) * scale, (left - l0) * scale
-                    out[:, :, top * scale : bottom * scale, left * scale : right * scale] = result[
-                        m * n : (m + 1) * n, :, dt : dt + (bottom - top) * scale, dl : dl + (right - left) * scale
-                    ]
-        return out
-
-    return run
 
 
 def _check_scale(model: str, scale: int, wanted: int | None) -> None:
@@ -493,7 +452,7 @@ def upscale(
         raise UserError(f"no images or videos in {src}")  # said before a model is built
     start = time.perf_counter()
     model = YChannelModel(cfg, on_status=on_status)
-    runner = tiled(model.runner, model.scale, cfg.tile, cfg.overlap, cfg.batch)
+    runner = tiled(model.runner, cfg.tile, cfg.overlap, batch=cfg.batch)
     result = UpscaleResult(scale=model.scale, runtime=model.runtime)
     jobs = list(_jobs(src, out, model.scale))
     _run_jobs(jobs, runner, model.scale, cfg, result, on_file=on_file, on_frame=on_frame, folder=src.is_dir())
