@@ -129,35 +129,20 @@ def choose_runtime(
             inputs): the tile size when tiling, else an HD frame.
         on_status: called with a line saying that a measurement starts.
     """
-    from ferry import onnx_file
-    from ferry.bench import interleave
-    from ferry.onnx_file import read_metadata
-    from ferry.superres import datasets
-
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     path = Path(onnx_path)
-    task = read_metadata(onnx_file.load(path, load_external_data=False)).get("task") or {}
-    if task.get("kind") != "super-resolution" or task.get("preprocess") != "y":
-        raise UserError(f"{path} is not a Y-channel super-resolution model exported by ferry")
-    scale = int(task["scale"])
+    scale = _scale_of(path)
     digest = sha256_file(path)
     if precision == "int8":
         min_within_one_level = 0.0  # asked for int8: the PSNR gate alone applies
     key = _key(digest, threads, precision, shape) + f"-{max_psnr_drop}-{min_within_one_level}"
-    store = cache_dir()
-    cache_file = store / "runtime-choice.json"
+    cache_file = cache_dir() / "runtime-choice.json"
     cache = _load_cache(cache_file)
-    int8 = _int8_path(digest)
-    if not retune and key in cache:
-        entry = dict(cache[key])
-        stored = [Candidate(**c) for c in entry.get("candidates", [])]
-        best = next((c for c in stored if (c.backend, c.precision) == (entry["backend"], entry["precision"])), None)
-        file = int8 if best is not None and best.file_kind == "int8" else path
-        if best is not None and file.is_file():
-            return RuntimeChoice(entry["backend"], entry["precision"], file, entry["speedup"], stored, key, cached=True)
+    if not retune and (known := _cached(cache, key, path, _int8_path(digest))) is not None:
+        return known
     if on_status is not None:
-        on_status(f"measuring the fastest verified runtime for this machine once (cached in {store})")
+        on_status(f"measuring the fastest verified runtime for this machine once (cached in {cache_dir()})")
     files = {"fp32": path}
     if precision in ("auto", "int8"):
         try:
@@ -165,6 +150,49 @@ def choose_runtime(
         except UserError:
             if precision == "int8":
                 raise
+    candidates, sessions = _open_candidates(files, precision, threads)
+    verified = _verify(candidates, sessions, path, scale, max_psnr_drop, min_within_one_level)
+    _time(candidates, verified, shape, seconds)
+    choice = _pick(candidates, files, key)
+    cache[key] = {
+        "backend": choice.backend,
+        "precision": choice.precision,
+        "speedup": choice.speedup_vs_fp32_onnxruntime,
+        "candidates": [asdict(c) for c in candidates],
+    }
+    write_json_atomic(cache_file, cache)
+    return choice
+
+
+def _scale_of(path: Path) -> int:
+    """The upscale factor of a Y-channel super-resolution file exported by ferry."""
+    from ferry import onnx_file
+    from ferry.tasks import TaskInfo
+
+    info = TaskInfo.from_dict(onnx_file.stored_task(onnx_file.load(path, load_external_data=False)))
+    if info.kind != "super-resolution" or info.preprocess != "y" or info.scale is None:
+        raise UserError(f"{path} is not a Y-channel super-resolution model exported by ferry")
+    return info.scale
+
+
+def _cached(cache: dict[str, Any], key: str, path: Path, int8: Path) -> RuntimeChoice | None:
+    """The choice stored under ``key``, when the file it names is still there."""
+    if key not in cache:
+        return None
+    entry = dict(cache[key])
+    stored = [Candidate(**c) for c in entry.get("candidates", [])]
+    best = next((c for c in stored if (c.backend, c.precision) == (entry["backend"], entry["precision"])), None)
+    file = int8 if best is not None and best.file_kind == "int8" else path
+    if best is None or not file.is_file():
+        return None
+    return RuntimeChoice(entry["backend"], entry["precision"], file, entry["speedup"], stored, key, cached=True)
+
+
+def _open_candidates(
+    files: dict[str, Path], precision: str, threads: int
+) -> tuple[list[Candidate], dict[int, Session]]:
+    """Every installed candidate runtime on every file (fp32, int8); failures become candidates
+    with their error."""
     candidates: list[Candidate] = []
     sessions: dict[int, Session] = {}
     for kind, file in files.items():
@@ -191,6 +219,19 @@ def choose_runtime(
             sessions[len(candidates) - 1] = session
     if not sessions:
         raise UserError("no runtime could load the model")
+    return candidates, sessions
+
+
+def _verify(
+    candidates: list[Candidate],
+    sessions: dict[int, Session],
+    path: Path,
+    scale: int,
+    max_psnr_drop: float,
+    min_within_one_level: float,
+) -> dict[int, Session]:
+    """Score every candidate against fp32 ONNX Runtime on the bundled photos; the ones that pass."""
+    from ferry.superres import datasets
     from ferry.superres.scoring import evaluate
 
     images = datasets.validation_images()
@@ -211,6 +252,13 @@ def choose_runtime(
     verified = {idx: s for idx, s in sessions.items() if candidates[idx].verified}
     if not verified:
         raise UserError("no runtime reproduced the fp32 result within the quality gate; use --backend")
+    return verified
+
+
+def _time(candidates: list[Candidate], verified: dict[int, Session], shape: tuple[int, int], seconds: float) -> None:
+    """Median latency of every verified candidate at ``shape``, interleaved."""
+    from ferry.bench import interleave
+
     y = np.random.default_rng(0).random((1, 1, *shape), dtype=np.float32)
     runs = {}
     for idx, session in verified.items():
@@ -224,22 +272,17 @@ def choose_runtime(
     times, _ = interleave(runs, seconds=seconds, min_runs=5)
     for idx_text, t in times.items():
         candidates[int(idx_text)].median_ms = 1e3 * float(np.median(t))
+
+
+def _pick(candidates: list[Candidate], files: dict[str, Path], key: str) -> RuntimeChoice:
+    """The fastest; within 5% of it, timing noise decides nothing: the most faithful one."""
     timed_ok = [c for c in candidates if c.median_ms is not None]
     fastest = min(c.median_ms or float("inf") for c in timed_ok)
-    # Within 5% of the fastest, timing noise decides nothing: take the most faithful one.
     close = [c for c in timed_ok if (c.median_ms or float("inf")) <= 1.05 * fastest]
     best = min(close, key=lambda c: (c.psnr_drop_db or 0.0, c.median_ms or 0.0))
     fp32_ort = next((c for c in timed_ok if c.backend == "onnxruntime" and c.file_kind == "fp32"), None)
     speedup = (fp32_ort.median_ms or 0) / (best.median_ms or 1) if fp32_ort else float("nan")
-    choice = RuntimeChoice(best.backend, best.precision, files[best.file_kind], speedup, candidates, key)
-    cache[key] = {
-        "backend": choice.backend,
-        "precision": choice.precision,
-        "speedup": speedup,
-        "candidates": [asdict(c) for c in candidates],
-    }
-    write_json_atomic(cache_file, cache)
-    return choice
+    return RuntimeChoice(best.backend, best.precision, files[best.file_kind], speedup, candidates, key)
 
 
 def int8_copy(onnx_path: str | os.PathLike[str], *, max_psnr_drop: float = 0.1) -> Path:
