@@ -79,8 +79,8 @@ def bench(
         loaded, path, export_seconds = subj.loaded, subj.onnx_path, subj.export_seconds
         names = default_backends(loaded is not None) if list(cfg.backends) == ["all"] else list(cfg.backends)
         chosen = REGISTRY.resolve(names)
-        needs_module = [b.name for b in chosen if b.artifact in ("torch", "module")]
-        if needs_module and loaded is None:
+        needs_module = [b.name for b in chosen if b.supports(subj)] if loaded is None else []
+        if needs_module:
             raise UserError(
                 f"{', '.join(needs_module)} needs the PyTorch model: give --model SOURCE with an .onnx file"
             )
@@ -95,12 +95,7 @@ def bench(
                 if on_progress is not None:
                     on_progress(f"{label}, threads {threads or 'default'}")
                 rows += _bench_one(cfg, chosen, subj, specs, threads)
-        for r in rows:
-            eager = next(
-                (e for e in rows if e.backend == "torch" and (e.shape, e.threads) == (r.shape, r.threads)), None
-            )
-            if eager is not None and eager.ok and r.ok:
-                r.speedup_vs_eager = eager.median / r.median
+        _ratios_to_eager(rows)
         source = loaded.source if loaded is not None else str(path)
         return BenchReport(
             source=source,
@@ -120,6 +115,14 @@ def bench(
             },
             export_seconds=export_seconds,
         )
+
+
+def _ratios_to_eager(rows: list[BenchRow]) -> None:
+    """Each row's speed-up over PyTorch eager at the same shape and threads, from the same run."""
+    for r in rows:
+        eager = next((e for e in rows if e.backend == "torch" and (e.shape, e.threads) == (r.shape, r.threads)), None)
+        if eager is not None and eager.ok and r.ok:
+            r.speedup_vs_eager = eager.median / r.median
 
 
 def _bench_one(
