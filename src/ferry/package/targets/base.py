@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ferry.registry import importable
 from ferry.specs import InputSpec
+from ferry.tasks import TaskInfo
 
 if TYPE_CHECKING:
     from ferry.models import LoadedModel
@@ -57,14 +58,14 @@ def write_readme(ctx: BuildContext, runtime: str, snippet: Sequence[str]) -> Non
     io_lines = [
         f"- input `{s.name}`: {s.dtype} [{', '.join(d.name or str(d.size) for d in s.dims)}]" for s in ctx.specs
     ] + [f"- output `{n}`" for n in ctx.output_names]
-    task = ctx.task
+    task = TaskInfo.from_dict(ctx.task)
     pre = []
-    if task:
-        pre.append(f"- task: {task.get('kind', '?')}" + (f", x{task['scale']}" if "scale" in task else ""))
-        if task.get("colour"):
-            pre.append(f"- pixels: {task['colour']}")
-        if task.get("input_layout"):
-            pre.append(f"- layout: in {task['input_layout']}, out {task.get('output_layout', '?')}")
+    if ctx.task:
+        pre.append(f"- task: {task.kind or '?'}" + (f", x{task.scale}" if task.scale is not None else ""))
+        if task.colour:
+            pre.append(f"- pixels: {task.colour}")
+        if task.input_layout:
+            pre.append(f"- layout: in {task.input_layout}, out {task.output_layout or '?'}")
     text = "\n".join(
         [
             f"# {runtime} package",
