@@ -112,67 +112,89 @@ def compare_on_photos(
             static-shape session (LiteRT) is then converted at each photo's size, as an app that
             knows its camera's resolution packages it, instead of running in padded windows.
     """
-    names: list[str] = []
-    ref_outputs: list[np.ndarray] = []
-    originals: list[np.ndarray] = []
-    lows: list[Image.Image] = []
-    ref_psnr: list[float] = []
-    crops: dict[str, Image.Image] = {}
+    ref = _reference(reference, photos, scale, border)
+    targets = [
+        _target(backend, session, ref, reopen, (artifacts or {}).get(backend, ("", None)), border)
+        for backend, session in sessions.items()
+    ]
+    return PhotoComparison(ref.names, scale, float(np.mean(ref.psnr)), targets, ref.crops)
+
+
+@dataclass
+class _Reference:
+    """The photos as PyTorch upscales them: what every runtime is compared with."""
+
+    names: list[str] = field(default_factory=list)
+    lows: list[Image.Image] = field(default_factory=list)
+    outputs: list[np.ndarray] = field(default_factory=list)
+    originals: list[np.ndarray] = field(default_factory=list)
+    psnr: list[float] = field(default_factory=list)
+    crops: dict[str, Image.Image] = field(default_factory=dict)
+
+
+def _reference(reference: Runner, photos: Sequence[tuple[str, Image.Image]], scale: int, border: int) -> _Reference:
+    ref = _Reference()
     for name, photo in photos:
         hr = imaging.crop_to_multiple(photo.convert("RGB"), scale)
         lr = imaging.downscale(hr, scale)
         out = super_resolve(lr, reference)
-        names.append(name)
-        lows.append(lr)
-        ref_outputs.append(np.asarray(out))
-        originals.append(imaging.luminance(hr))
-        ref_psnr.append(imaging.psnr(originals[-1], imaging.luminance(out), border=border))
-        if len(names) == 1:
-            crops["original"] = _crop(hr)
-            crops["pytorch"] = _crop(out)
-    targets = []
-    for backend, session in sessions.items():
-        static = _static_size(session)
-        note = ""
-        if static and reopen is not None:
-            note = "static shapes: converted at each photo's size"
-        elif static:
-            note = f"static shapes: run in overlapping {static[0]}x{static[1]} windows"
-        sq_err, count = 0.0, 0
-        vs_hr, worst, times = [], 0, []
-        for k, lr in enumerate(lows):
-            own = session
-            if static and reopen is not None and (lr.height, lr.width) != static:
-                own = reopen(backend, (lr.height, lr.width))
-            runner = session_runner(own)
-            out = super_resolve(lr, runner)
-            y = imaging.y_to_array(imaging.split_ycbcr(lr)[0])
-            times.append(1e3 * median_time(functools.partial(runner, y)))
-            if own is not session:
-                own.close()
-            arr = np.asarray(out)
-            diff = arr.astype(np.float64) - ref_outputs[k].astype(np.float64)
-            sq_err, count = sq_err + float(np.square(diff).sum()), count + diff.size
-            vs_hr.append(imaging.psnr(originals[k], imaging.luminance(out), border=border))
-            worst = max(worst, int(np.abs(arr.astype(np.int16) - ref_outputs[k].astype(np.int16)).max()))
-            if k == 0:
-                crops[backend] = _crop(out)
-        file, size = (artifacts or {}).get(backend, ("", None))
-        targets.append(
-            TargetPhotos(
-                backend=backend,
-                precision=session.precision,
-                # pooled over all photos' pixels: one identical photo does not make the mean infinite
-                psnr_vs_pytorch_db=float("inf") if sq_err == 0 else 10 * np.log10(255.0**2 * count / sq_err),
-                psnr_vs_original_db=float(np.mean(vs_hr)),
-                max_pixel_diff=worst,
-                median_ms=float(np.median(times)),
-                artifact=file,
-                artifact_bytes=size,
-                note=note,
-            )
-        )
-    return PhotoComparison(names, scale, float(np.mean(ref_psnr)), targets, crops)
+        ref.names.append(name)
+        ref.lows.append(lr)
+        ref.outputs.append(np.asarray(out))
+        ref.originals.append(imaging.luminance(hr))
+        ref.psnr.append(imaging.psnr(ref.originals[-1], imaging.luminance(out), border=border))
+        if len(ref.names) == 1:
+            ref.crops["original"] = _crop(hr)
+            ref.crops["pytorch"] = _crop(out)
+    return ref
+
+
+def _target(
+    backend: str,
+    session: Session,
+    ref: _Reference,
+    reopen: Callable[[str, tuple[int, int]], Session] | None,
+    artifact: tuple[str, int | None],
+    border: int,
+) -> TargetPhotos:
+    """One runtime upscales every photo; its numbers against PyTorch and the originals."""
+    static = _static_size(session)
+    note = ""
+    if static and reopen is not None:
+        note = "static shapes: converted at each photo's size"
+    elif static:
+        note = f"static shapes: run in overlapping {static[0]}x{static[1]} windows"
+    sq_err, count = 0.0, 0
+    vs_hr, worst, times = [], 0, []
+    for k, lr in enumerate(ref.lows):
+        own = session
+        if static and reopen is not None and (lr.height, lr.width) != static:
+            own = reopen(backend, (lr.height, lr.width))
+        runner = session_runner(own)
+        out = super_resolve(lr, runner)
+        y = imaging.y_to_array(imaging.split_ycbcr(lr)[0])
+        times.append(1e3 * median_time(functools.partial(runner, y)))
+        if own is not session:
+            own.close()
+        arr = np.asarray(out)
+        diff = arr.astype(np.float64) - ref.outputs[k].astype(np.float64)
+        sq_err, count = sq_err + float(np.square(diff).sum()), count + diff.size
+        vs_hr.append(imaging.psnr(ref.originals[k], imaging.luminance(out), border=border))
+        worst = max(worst, int(np.abs(arr.astype(np.int16) - ref.outputs[k].astype(np.int16)).max()))
+        if k == 0:
+            ref.crops[backend] = _crop(out)
+    return TargetPhotos(
+        backend=backend,
+        precision=session.precision,
+        # pooled over all photos' pixels: one identical photo does not make the mean infinite
+        psnr_vs_pytorch_db=float("inf") if sq_err == 0 else 10 * np.log10(255.0**2 * count / sq_err),
+        psnr_vs_original_db=float(np.mean(vs_hr)),
+        max_pixel_diff=worst,
+        median_ms=float(np.median(times)),
+        artifact=artifact[0],
+        artifact_bytes=artifact[1],
+        note=note,
+    )
 
 
 def _static_size(session: Session) -> tuple[int, int] | None:

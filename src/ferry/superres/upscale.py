@@ -468,6 +468,26 @@ def _finish(
     return big.size
 
 
+def _is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def _video_job(
+    path: Path,
+    target: Path,
+    runner: Runner,
+    scale: int,
+    on_frame: Callable[[int, int], None] | None,
+    began: float,
+) -> FileResult:
+    """One video through its own decode/upscale/encode pipeline, as a file result."""
+    try:
+        size = upscale_video(path, target, runner, scale, on_frame=on_frame)
+        return FileResult(path, target, "done", time.perf_counter() - began, size)
+    except UserError as exc:
+        return FileResult(path, target, "failed", 0.0, error=str(exc))
+
+
 def _run_jobs(
     jobs: list[tuple[Path, Path]],
     runner: Runner,
@@ -486,10 +506,9 @@ def _run_jobs(
 
     writers = cfg.writers or int(machine()["usable_cores"])
     total = len(jobs)
+    # the images to decode ahead of time (not skipped, not videos)
     todo = [
-        k
-        for k, (path, target) in enumerate(jobs)
-        if not (folder and target.exists() and not cfg.overwrite) and path.suffix.lower() not in VIDEO_SUFFIXES
+        k for k, (p, t) in enumerate(jobs) if not (folder and t.exists() and not cfg.overwrite) and not _is_video(p)
     ]
     pending: deque[tuple[int, float, Future[tuple[int, int]] | FileResult]] = deque()
     warnings: dict[int, str] = {}
@@ -527,13 +546,9 @@ def _run_jobs(
             if folder and target.exists() and not cfg.overwrite:
                 pending.append((k, began, FileResult(path, target, "skipped")))
                 continue
-            if path.suffix.lower() in VIDEO_SUFFIXES:
+            if _is_video(path):
                 settle(0)  # a video has its own pipeline; let it have the machine
-                try:
-                    size = upscale_video(path, target, runner, scale, on_frame=on_frame)
-                    pending.append((k, began, FileResult(path, target, "done", time.perf_counter() - began, size)))
-                except UserError as exc:
-                    pending.append((k, began, FileResult(path, target, "failed", 0.0, error=str(exc))))
+                pending.append((k, began, _video_job(path, target, runner, scale, on_frame, began)))
                 settle(0)
                 continue
             if k not in decoded:
