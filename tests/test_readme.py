@@ -65,3 +65,49 @@ def test_readme_shows_a_real_demo_transcript() -> None:
     transcript = _section("demo-transcript")
     assert "$ make demo" in transcript
     assert "PSNR ferry" in transcript
+
+
+def _docs_commands() -> list[tuple[str, str]]:
+    """Every ``ferry ...`` command shown in the manual's code blocks, with its page."""
+    found = []
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        if page.parent.name == "reference":
+            continue
+        in_code = False
+        for line in page.read_text(encoding="utf-8").splitlines():
+            if line.startswith("```"):
+                in_code = not in_code
+            elif in_code and re.match(r"^(\$ )?ferry ", line):
+                found.append((page.name, line.removeprefix("$ ").split("  #")[0].strip()))
+    return found
+
+
+def test_every_command_in_the_manual_parses() -> None:
+    """The manual's commands name real commands and options (parsed by the app, not run)."""
+    import typer
+
+    from ferry.cli import app
+
+    commands = _docs_commands()
+    assert len(commands) >= 6
+    root = typer.main.get_command(app)
+    for page, line in commands:
+        args = shlex.split(line)[1:]
+        cmd, path = root, ["ferry"]
+        while hasattr(cmd, "commands") and args and args[0] in cmd.commands:
+            path.append(args[0])
+            cmd = cmd.commands[args.pop(0)]
+        ctx = cmd.make_context(" ".join(path), list(args))  # raises on an unknown option or a missing argument
+        assert ctx.command is cmd, f"{page}: {line}"
+
+
+def test_the_manuals_packaging_and_optimizing_commands_run(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli("export", "zoo:superres", "-o", "sr.onnx").code == 0
+    cheap = [line for _, line in _docs_commands() if "--target ort-mobile" in line or "--quantize int8" in line]
+    assert len(cheap) == 2
+    for line in cheap:
+        res = cli(*shlex.split(line)[1:])
+        assert res.code == 0, f"{line}\n{res.out}\n{res.err}"
