@@ -61,7 +61,7 @@ def _run_package(target: str, folder: Path, x: np.ndarray) -> np.ndarray:
 
 def test_every_target_is_exercised() -> None:
     for target, test in OWN_TESTS.items():
-        assert target in TARGETS.names() and Path(__file__).parent.parent.joinpath(test.split()[0]).is_file()
+        assert target in TARGETS.names() and Path(__file__).parents[2].joinpath(test.split()[0]).is_file()
 
 
 @pytest.mark.parametrize("target", [t for t in TARGETS.names() if t not in OWN_TESTS])
