@@ -125,3 +125,11 @@ def test_the_names_known_without_importing_match_the_registries() -> None:
 
     assert sorted(backends.NAMES) == backends.REGISTRY.names()
     assert sorted(targets.NAMES) == targets.TARGETS.names()
+
+
+def test_the_training_choices_known_without_torch_match_the_trainer() -> None:
+    from ferry.superres import config, datasets, train
+
+    assert tuple(train.ARCHITECTURES) == config.ARCHITECTURE_NAMES
+    assert tuple(train.LOSSES) == config.LOSS_NAMES
+    assert config.DATA_SET_NAMES == datasets.DATA_SETS

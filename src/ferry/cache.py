@@ -9,10 +9,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ferry.models import LoadedModel
+if TYPE_CHECKING:
+    from ferry.models import LoadedModel
 
 
 def cache_dir() -> Path:
@@ -39,6 +39,12 @@ def _state_digest(loaded: LoadedModel) -> str:
     return h.hexdigest()
 
 
+def _torch_version() -> str:
+    import torch
+
+    return str(torch.__version__)
+
+
 def cached_export(loaded: LoadedModel) -> Path:
     """The model exported to ONNX with its declared inputs, from the cache when the same model
     (source, weights) was exported by the same ferry and torch before."""
@@ -47,7 +53,7 @@ def cached_export(loaded: LoadedModel) -> Path:
     from ferry.export import export
 
     key = json.dumps(
-        {"source": loaded.source, "weights": _state_digest(loaded), "ferry": __version__, "torch": torch.__version__},
+        {"source": loaded.source, "weights": _state_digest(loaded), "ferry": __version__, "torch": _torch_version()},
         sort_keys=True,
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]

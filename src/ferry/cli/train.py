@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,12 +12,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ferry import zoo
 from ferry.cli._options import JsonOpt
 from ferry.cli._render import console, emit_json, err_console, quiet_human
 from ferry.errors import UserError, VerificationError
-from ferry.superres.scoring import Evaluation
-from ferry.superres.train import ARCHITECTURES, LOSSES, TrainConfig, train_superres
+from ferry.superres.config import ARCHITECTURE_NAMES, DATA_SET_NAMES, LOSS_NAMES, TrainConfig
 
 zoo_app = typer.Typer(help="List the model zoo and show model cards.", no_args_is_help=True)
 
@@ -36,23 +35,58 @@ def train_cmd(
     ] = TrainConfig.seed,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", help="Checkpoint file to save to and resume from.", show_default=False),
+        typer.Option(
+            metavar="FILE",
+            help="Checkpoint file to save to and resume from; the best weights so far go beside it"
+            " (NAME.best.safetensors).",
+            show_default=False,
+        ),
     ] = None,
     threads: Annotated[int, typer.Option(metavar="N", help="Torch threads (0: default).")] = 0,
     eval_every: Annotated[
-        int, typer.Option(metavar="N", help="Steps between validation reports.")
+        int,
+        typer.Option(
+            metavar="N", help="Steps between scorings of the validation crops; the best-scoring weights are kept."
+        ),
     ] = TrainConfig.eval_every,
+    checkpoint_every: Annotated[
+        int, typer.Option(metavar="N", help="Steps between checkpoint saves.")
+    ] = TrainConfig.checkpoint_every,
     arch: Annotated[
-        str, typer.Option(metavar="NAME", help=f"Network: {', '.join(ARCHITECTURES)} (edsr: zoo:superres_edsr).")
+        str,
+        typer.Option(
+            metavar="NAME",
+            help=f"Network: {', '.join(ARCHITECTURE_NAMES)} (edsr: zoo:superres_edsr; span: SPAN-style).",
+        ),
     ] = TrainConfig.arch,
-    loss: Annotated[str, typer.Option(metavar="NAME", help=f"Pixel loss: {', '.join(LOSSES)}.")] = TrainConfig.loss,
+    loss: Annotated[str, typer.Option(metavar="NAME", help=f"Pixel loss: {', '.join(LOSS_NAMES)}.")] = TrainConfig.loss,
     init: Annotated[
         Path | None,
         typer.Option(metavar="FILE", help="Start from these weights (.safetensors): fine-tuning.", show_default=False),
     ] = None,
+    data: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME",
+            help=f"Images: {', '.join(DATA_SET_NAMES)} (wallpapers adds the photos of Debian wallpaper packages,"
+            " validation held out by package).",
+        ),
+    ] = TrainConfig.data,
+    wallpaper_root: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Folder the wallpaper packages are installed or extracted under (default: /).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOpt = None,
 ) -> None:
-    """Train the super-resolution model on images bundled with scikit-image and sporco (no network)."""
+    """Train a super-resolution model on images of installed packages (scikit-image, sporco, Debian
+    wallpapers; no network)."""
+    from ferry.superres.scoring import Evaluation
+    from ferry.superres.train import gain_summary, train_superres
+
     if task != "superres":
         raise UserError(f"unknown training task {task!r}; known: superres")
     if out.suffix != ".safetensors":
@@ -68,9 +102,12 @@ def train_cmd(
         checkpoint=checkpoint,
         threads=threads,
         eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
         arch=arch,
         loss=loss,
         init=init,
+        data=data,
+        wallpaper_root=wallpaper_root,
     )
     quiet = quiet_human(json_out)
     progress = Progress(
@@ -84,24 +121,43 @@ def train_cmd(
         disable=quiet,
     )
 
+    # Without a terminal (a log file) the bar cannot redraw: print a line a minute instead.
+    log_lines = not quiet and not err_console.is_terminal
+    started = time.monotonic()
+    last_line = [started, 0.0]  # time and step of the last line
+
     with progress:
         bar = progress.add_task("train", total=steps, scale=scale, loss=0.0)
 
         def on_step(step: int, loss: float) -> None:
             progress.update(bar, completed=step, loss=loss)
+            now = time.monotonic()
+            if log_lines and now - last_line[0] >= 60:
+                rate = (step - last_line[1]) / (now - last_line[0])
+                last_line[:] = [now, step]
+                progress.console.print(
+                    f"step {step}/{steps} loss {loss:.5f}, {rate:.2f} steps/s, {now - started:.0f} s since start",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
         def on_eval(step: int, ev: Evaluation) -> None:
+            g = gain_summary(ev)
             progress.console.print(
-                f"step {step}: validation PSNR {ev.mean_model:.2f} dB, bicubic {ev.mean_bicubic:.2f} dB"
-                f" ({ev.mean_gain:+.2f} dB)"
+                f"step {step}: validation crops PSNR {ev.mean_model:.2f} dB, bicubic {ev.mean_bicubic:.2f} dB,"
+                f" gain mean {ev.mean_gain:+.3f} median {g['psnr_gain_db']['median']:+.3f}"
+                f" worst {g['psnr_gain_db']['worst']:+.3f} dB, SSIM gain {g['ssim_gain']['mean']:+.4f}",
+                highlight=False,
+                soft_wrap=True,
             )
 
         result = train_superres(cfg, on_step=on_step, on_eval=on_eval)
     emit_json(json_out, result.to_dict())
     if not quiet:
         console.print(
-            f"wrote {result.weights} and {result.card} after {result.steps} steps in {result.seconds / 60:.1f} min;"
-            f" validation gain over bicubic {result.evaluation.mean_gain:+.2f} dB"
+            f"wrote {result.weights} (the weights of step {result.best_step}) and {result.card} after {result.steps}"
+            f" steps in {result.seconds / 60:.1f} min; gain over bicubic on the whole validation images"
+            f" {result.evaluation.mean_gain:+.2f} dB"
         )
     if not result:
         raise VerificationError("the trained model does not beat bicubic on the validation images")
@@ -110,6 +166,8 @@ def train_cmd(
 @zoo_app.command("list")
 def zoo_list(json_out: JsonOpt = None) -> None:
     """List the zoo models and whether their weights are trained."""
+    from ferry import zoo
+
     rows: list[dict[str, Any]] = [
         {
             "name": m.name,
@@ -138,6 +196,8 @@ def zoo_info(
     json_out: JsonOpt = None,
 ) -> None:
     """Show a zoo model's card: I/O, task, tolerance, training data and validation figures."""
+    from ferry import zoo
+
     m = zoo.get(name.removeprefix("zoo:"))
     card = {
         "name": m.name,

@@ -18,13 +18,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferry.cache import sha256_file
 from ferry.errors import MissingDependencyError, UserError
-from ferry.models import LoadedModel
 from ferry.package.targets import TARGETS, BuildContext, Target
 from ferry.specs import InputSpec
+
+if TYPE_CHECKING:
+    from ferry.models import LoadedModel
 
 
 @dataclass
@@ -91,7 +93,7 @@ def package(
     out = Path(folder)
     if out.exists() and (out.is_file() or any(out.iterdir())) and not overwrite:
         raise UserError(f"{out} exists and is not empty; give another folder or --overwrite")
-    is_file = not isinstance(model, LoadedModel) and str(model).lower().endswith(".onnx")
+    is_file = isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx")
     if is_file and spec.needs_module:
         raise UserError(f"the {target} target starts from the PyTorch model; give zoo:NAME or file.py:Attr")
     with tempfile.TemporaryDirectory(prefix="ferry-package-") as tmp:
