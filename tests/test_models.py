@@ -102,3 +102,18 @@ def test_input_count_must_match_forward(tiny) -> None:
         named_inputs(m, None)
     specs = named_inputs(m, parse_input_specs(["2,4", "2,5:int64:0:10"]))
     assert [s.name for s in specs] == ["x", "ids"]
+
+
+def test_the_old_module_path_of_the_espcn_network_still_loads() -> None:
+    """Sources written before the rename (``ferry.zoo.superres``) load the same class."""
+    from ferry.zoo.espcn import SuperResolutionNet
+
+    with pytest.warns(DeprecationWarning) if "ferry.zoo.superres" not in __import__("sys").modules else _nothing():
+        m = load_model("ferry.zoo.superres:SuperResolutionNet", args={"upscale_factor": 2})
+    assert type(m.module) is SuperResolutionNet
+
+
+def _nothing():  # type: ignore[no-untyped-def]
+    import contextlib
+
+    return contextlib.nullcontext()
