@@ -124,7 +124,7 @@ def train_cmd(
     # Without a terminal (a log file) the bar cannot redraw: print a line a minute instead.
     log_lines = not quiet and not err_console.is_terminal
     started = time.monotonic()
-    last_line = [started, 0.0]  # time and step of the last line
+    last_line: list[float] = [started, -1.0]  # time and step of the last line (-1: none yet)
 
     with progress:
         bar = progress.add_task("train", total=steps, scale=scale, loss=0.0)
@@ -132,6 +132,8 @@ def train_cmd(
         def on_step(step: int, loss: float) -> None:
             progress.update(bar, completed=step, loss=loss)
             now = time.monotonic()
+            if last_line[1] < 0:  # a resumed run starts counting at its checkpoint's step
+                last_line[1] = step - 1
             if log_lines and now - last_line[0] >= 60:
                 rate = (step - last_line[1]) / (now - last_line[0])
                 last_line[:] = [now, step]
