@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ferry.zoo._y_upscaler import YUpscaler
+
 
 class _ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
@@ -23,23 +25,10 @@ class _ResidualBlock(nn.Module):
         return x + self.conv2(self.relu(self.conv1(x)))
 
 
-class EDSRY(nn.Module):
+class EDSRY(YUpscaler):
     """EDSR-style Y-channel upscaler: ``blocks`` residual blocks of ``channels`` features."""
 
     def __init__(self, upscale_factor: int = 3, channels: int = 32, blocks: int = 8) -> None:
-        super().__init__()
-        self.scale = upscale_factor
-        self.head = nn.Conv2d(1, channels, 3, padding=1)
-        self.body = nn.Sequential(*[_ResidualBlock(channels) for _ in range(blocks)])
-        self.fuse = nn.Conv2d(channels, channels, 3, padding=1)
-        self.tail = nn.Conv2d(channels, upscale_factor**2, 3, padding=1)
-        self.pixel_shuffle = nn.PixelShuffle(upscale_factor)
-        # The tail starts at zero: the untrained network is nearest-neighbour upscaling.
-        nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)  # type: ignore[arg-type]  # Conv2d has a bias by default
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        head = self.head(x)
-        features = self.fuse(self.body(head)) + head
-        nearest = x.repeat(1, self.scale * self.scale, 1, 1)
-        return self.pixel_shuffle(self.tail(features) + nearest)
+        super().__init__(
+            upscale_factor, channels, lambda: nn.Sequential(*[_ResidualBlock(channels) for _ in range(blocks)])
+        )

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ferry.zoo._y_upscaler import YUpscaler
+
 
 class _AttentionBlock(nn.Module):
     """Three 3x3 convolutions ``f``, then parameter-free attention: ``(f + x) * tanh(f)``."""
@@ -38,7 +40,7 @@ class _AttentionBlock(nn.Module):
         return (f + x) * torch.tanh(f)
 
 
-class SPANY(nn.Module):
+class SPANY(YUpscaler):
     """SPAN-style Y-channel upscaler: ``blocks`` attention blocks of ``channels`` features.
 
     Args:
@@ -49,18 +51,6 @@ class SPANY(nn.Module):
     """
 
     def __init__(self, upscale_factor: int = 3, channels: int = 32, blocks: int = 4, slope: float = 0.05) -> None:
-        super().__init__()
-        self.scale = upscale_factor
-        self.head = nn.Conv2d(1, channels, 3, padding=1)
-        self.body = nn.Sequential(*[_AttentionBlock(channels, slope) for _ in range(blocks)])
-        self.fuse = nn.Conv2d(channels, channels, 3, padding=1)
-        self.tail = nn.Conv2d(channels, upscale_factor**2, 3, padding=1)
-        self.pixel_shuffle = nn.PixelShuffle(upscale_factor)
-        nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)  # type: ignore[arg-type]  # Conv2d has a bias by default
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        head = self.head(x)
-        features = self.fuse(self.body(head)) + head
-        nearest = x.repeat(1, self.scale * self.scale, 1, 1)
-        return self.pixel_shuffle(self.tail(features) + nearest)
+        super().__init__(
+            upscale_factor, channels, lambda: nn.Sequential(*[_AttentionBlock(channels, slope) for _ in range(blocks)])
+        )
