@@ -46,11 +46,6 @@ class Subject:
     source: str
     export_seconds: float | None = None
 
-    @property
-    def task(self) -> tasks.TaskInfo:
-        """The task metadata stored in the file."""
-        return tasks.TaskInfo.from_dict(onnx_file.stored_task(self.proto))
-
 
 def is_onnx_file(source: object) -> bool:
     return isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith(".onnx")
