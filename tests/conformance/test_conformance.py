@@ -69,7 +69,8 @@ def test_conformance(name: str, backend: str, cli: Any, tmp_path_factory: pytest
     gaps, refusal = flow(backend)
     expected = gaps.get(name, "pass")
     if expected == "refused":
-        assert not verdict["gating"] and refusal in verdict["errors"][0], verdict["errors"]
+        assert verdict["status"] == "refused" and not verdict["gating"], verdict
+        assert refusal in verdict["refused"], verdict["refused"]
         return
     if expected == "wrong":
         assert verdict["gating"] and not verdict["ok"] and result["code"] == 2

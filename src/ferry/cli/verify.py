@@ -50,11 +50,30 @@ def verify_cmd(
     ] = "onnxruntime",
     samples: Annotated[int, typer.Option(metavar="N", help="Random samples per input shape.")] = 3,
     seed: Annotated[int, typer.Option(metavar="N", help="Seed for the samples.")] = 0,
+    judge: Annotated[
+        str,
+        typer.Option(
+            metavar="RULE",
+            help="noise: a float output passes when its error against PyTorch in float64 is within 10x PyTorch"
+            " float32's own error (or 8 ulp of its scale); tolerance: element-wise rtol/atol against PyTorch"
+            " float32 (implied by --rtol/--atol). See docs/verify.md.",
+        ),
+    ] = "noise",
     rtol: Annotated[
-        float | None, typer.Option(metavar="X", help="Relative tolerance for every float output.", show_default=False)
+        float | None,
+        typer.Option(
+            metavar="X",
+            help="Relative tolerance for every float output (judge by tolerance; atol keeps its default).",
+            show_default=False,
+        ),
     ] = None,
     atol: Annotated[
-        float | None, typer.Option(metavar="X", help="Absolute tolerance for every float output.", show_default=False)
+        float | None,
+        typer.Option(
+            metavar="X",
+            help="Absolute tolerance for every float output (judge by tolerance; rtol keeps its default).",
+            show_default=False,
+        ),
     ] = None,
     tolerance: Annotated[
         list[str] | None,
@@ -62,22 +81,41 @@ def verify_cmd(
     ] = None,
     json_out: JsonOpt = None,
     report: ReportOpt = None,
+    junit_xml: Annotated[
+        Path | None,
+        typer.Option(
+            "--junit-xml", metavar="FILE", help="Also write a JUnit XML file (a test case per backend) for CI."
+        ),
+    ] = None,
 ) -> None:
     """Compare PyTorch eager with ONNX runtimes on several samples and shapes. Exit 2 on mismatch."""
     import numpy as np
 
     from ferry.compare import parse_tolerance
+    from ferry.errors import UserError
     from ferry.models import load_model
     from ferry.onnx_file import input_names
     from ferry.samples import is_array_file, read_arrays
     from ferry.specs import parse_kwargs
-    from ferry.verify import PARITY_HEADERS, VerifyConfig, image_data, parity_rows, verify, write_report
+    from ferry.verify import (
+        PARITY_HEADERS,
+        VerifyConfig,
+        failures,
+        image_data,
+        parity_rows,
+        verify,
+        write_junit,
+        write_report,
+    )
 
+    if judge not in ("noise", "tolerance"):
+        raise UserError(f"unknown --judge {judge!r}; choose noise or tolerance")
     tols = dict(parse_tolerance(t) for t in tolerance or [])
     cfg = VerifyConfig(
         backends=tuple(b.strip() for b in backends.split(",") if b.strip()),
         samples=samples,
         seed=seed,
+        judge=judge,
         rtol=rtol,
         atol=atol,
         tolerances=tols,
@@ -97,6 +135,8 @@ def verify_cmd(
     emit_json(json_out, result.to_dict())
     if report is not None:
         write_report(result, report)
+    if junit_xml is not None:
+        write_junit(result, junit_xml)
     if not quiet_human(json_out):
         shapes = "; ".join(" ".join(f"{k}={'x'.join(map(str, v))}" for k, v in s.items()) for s in result.shapes)
         table = Table(title=f"{model} vs {file}: {result.samples} samples at {shapes}", title_justify="left")
@@ -104,22 +144,17 @@ def verify_cmd(
             table.add_column(col)
         for row in parity_rows(result):
             cells = [f"{c:.2g}" if isinstance(c, float) else str(c) for c in row]
-            if "PASS" in cells[3] or "FAIL" in cells[3]:
-                cells[3] = "[green]PASS[/green]" if "PASS" in cells[3] else "[red]FAIL[/red]"
+            if ">PASS<" in cells[3] or ">FAIL<" in cells[3]:
+                cells[3] = "[green]PASS[/green]" if ">PASS<" in cells[3] else "[red]FAIL[/red]"
             table.add_row(*(c if "[/" in c else escape(c) for c in cells))
         console.print(table)
+        for note in result.reference.get("notes", []):
+            console.print(f"[yellow]torch[/yellow] {escape(note)}")
         for name, b in result.backends.items():
-            for note in b.notes:  # what was not run there and why (static shapes, refused models)
+            for note in b.notes:  # what was not run there and why (static shapes)
                 console.print(f"[yellow]{name}[/yellow] {escape(note)}")
-            if not b.gating:
-                continue  # informational backends are in the table, their details in the JSON
-            for err in b.errors:
-                console.print(f"[red]{name}[/red] {escape(err)}")
-            for c in b.checks:
-                for s in c.outputs:
-                    if s.problem:
-                        console.print(f"[red]{name}[/red] {c.shape} sample {c.sample}: {s.name}: {escape(s.problem)}")
-                        break
+        for name, problem in failures(result):  # informational backends: details in the JSON
+            console.print(f"[red]{name}[/red] {escape(problem)}")
         div = result.first_divergence
         if div and "node" in div:
             where = f" in module {div['module']}" if div.get("module") else ""
@@ -143,6 +178,8 @@ def verify_cmd(
                 console.print(f"[yellow]{subject}[/yellow] {escape(note)}")
         if report is not None:
             console.print(f"report: {report}")
+        if junit_xml is not None:
+            console.print(f"junit: {junit_xml}")
     if not result:
-        failed = [n for n, b in result.backends.items() if b.gating and not b.ok]
+        failed = [f"{n} ({b.status})" for n, b in result.backends.items() if b.gating and not b.ok]
         raise VerificationError(f"parity check failed on {', '.join(failed)}")

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from ferry import samples
-from ferry.backends import REGISTRY
+from ferry.backends import REGISTRY, Session
 from ferry.compare import Tolerance
 from ferry.errors import UserError
 from ferry.models import LoadedModel
 from ferry.specs import InputSpec
 from ferry.subject import resolve
-from ferry.verify._compare import cases_for, empty_verdicts, run_cases, task_report
-from ferry.verify._report import PARITY_HEADERS, parity_rows, write_report
+from ferry.verify._compare import Judge, cases_for, empty_verdicts, run_cases, task_report
+from ferry.verify._report import PARITY_HEADERS, failures, parity_rows, summary_text, write_junit, write_report
 from ferry.verify._results import BackendVerdict, Check, VerifyConfig, VerifyReport
-from ferry.verify._sessions import default_tolerance, open_sessions
+from ferry.verify._sessions import Float64Reference, OpenRuntime, default_tolerance, one_line, open_sessions
 
 __all__ = [
     "PARITY_HEADERS",
@@ -33,9 +34,12 @@ __all__ = [
     "Check",
     "VerifyConfig",
     "VerifyReport",
+    "failures",
     "image_data",
     "parity_rows",
+    "summary_text",
     "verify",
+    "write_junit",
     "write_report",
 ]
 
@@ -81,25 +85,15 @@ def verify(
     assert loaded is not None  # a model source was given
     if not specs and not data:
         raise UserError(f"no input shapes known for {path}; give --input specs or files")
-    sessions, refused = open_sessions(cfg.backends, subject)
+    sessions, unopened = open_sessions(cfg.backends, subject)
     try:
-        if not sessions and not refused:
-            raise UserError(f"no backend among {', '.join(cfg.backends)} could load the model")
         # PyTorch is held to the ONNX file's input contract (names, dtypes, static dims).
         reference = REGISTRY.get("torch").open(subject)
-        tolerances = {n: Tolerance(*t) for n, t in loaded.output_tolerances.items()} | dict(cfg.tolerances)
-        defaults = {name: default_tolerance(cfg, loaded, sub.session.precision) for name, sub in sessions.items()}
-        verdicts = empty_verdicts(sessions, refused)
+        judge = _judge(cfg, loaded, reference, sessions)
+        verdicts = empty_verdicts(sessions, unopened)
         cases, shapes = cases_for(specs, cfg, data)
-        failing = run_cases(cases, reference, sessions, verdicts, tolerances, defaults)
-        divergence = None
-        if failing and cfg.localize:
-            from ferry.verify._localize import locate_divergence
-
-            name, feeds = next(iter(failing.items()))
-            divergence = locate_divergence(
-                path, feeds, backend=name, module=loaded.module, tolerance=defaults[name] or Tolerance(1e-4, 1e-5)
-            )
+        failing = run_cases(cases, reference, sessions, verdicts, judge)
+        divergence = _first_divergence(path, failing, loaded, cfg) if failing and cfg.localize else None
         comparison = task_report(subject, sessions, photos) if photos is not None else None
         return VerifyReport(
             source=loaded.source,
@@ -107,13 +101,47 @@ def verify(
             shapes=shapes,
             samples=cfg.samples,
             backends=verdicts,
-            reference={"backend": "torch", "version": torch.__version__, "mode": "eager"},
+            reference={
+                "backend": "torch",
+                "version": torch.__version__,
+                "mode": "eager",
+                "rule": "tolerance" if cfg.fixed else "noise",
+                "float64": judge.float64 is not None,
+                "notes": judge.notes,
+            },
             first_divergence=divergence,
             photos=comparison,
         )
     finally:
         for sub in sessions.values():
             sub.session.close()
+
+
+def _judge(cfg: VerifyConfig, loaded: LoadedModel, reference: Session, sessions: Mapping[str, OpenRuntime]) -> Judge:
+    """The rule, the tolerances and (under the noise rule) PyTorch's float64 twin."""
+    tolerances = {n: Tolerance(*t) for n, t in loaded.output_tolerances.items()} | dict(cfg.tolerances)
+    defaults = {name: default_tolerance(cfg, loaded, sub.session.precision) for name, sub in sessions.items()}
+    judge = Judge(tolerances, defaults, None, cfg.noise)
+    if not cfg.fixed and sessions:
+        judge.float64, why = Float64Reference.open(reference, loaded.module)
+        if why:
+            judge.note(f"{why}: judged by rtol/atol")
+    return judge
+
+
+def _first_divergence(
+    path: Path, failing: Mapping[str, dict[str, np.ndarray]], loaded: LoadedModel, cfg: VerifyConfig
+) -> dict[str, Any] | None:
+    """The first diverging node of the first failing backend; a failure to localize is reported,
+    not raised (the verdict stands without it)."""
+    from ferry.verify._localize import locate_divergence
+
+    name, feeds = next(iter(failing.items()))
+    tolerance = default_tolerance(cfg, loaded, "fp32")
+    try:
+        return locate_divergence(path, feeds, backend=name, module=loaded.module, tolerance=tolerance)
+    except Exception as exc:  # localization is a diagnosis; its failure must not hide the verdict
+        return {"error": f"could not localize the divergence: {one_line(exc)}"}
 
 
 def image_data(model: LoadedModel, folder: str | os.PathLike[str]) -> list[tuple[str, dict[str, np.ndarray]]]:

@@ -4,31 +4,33 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ferry import samples, tasks
 from ferry.backends import REGISTRY, Session
-from ferry.compare import Tolerance, compare_outputs
+from ferry.compare import NoiseRule, Tolerance, compare_outputs
 from ferry.errors import UserError
 from ferry.specs import Dim, InputSpec
 from ferry.subject import Subject
 from ferry.tasks import TaskReport
 from ferry.verify._results import BackendVerdict, Check, VerifyConfig
-from ferry.verify._sessions import OpenRuntime, fits, static_dims
+from ferry.verify._sessions import Float64Reference, OpenRuntime, Unopened, fits, one_line, static_dims
 
 
-def empty_verdicts(sessions: Mapping[str, OpenRuntime], refused: Mapping[str, str]) -> dict[str, BackendVerdict]:
-    """An empty verdict per opened backend, and a one-check verdict per refusal (not gating)."""
+def empty_verdicts(sessions: Mapping[str, OpenRuntime], unopened: Unopened) -> dict[str, BackendVerdict]:
+    """An empty verdict per opened backend; a refusal or load error per backend that did not
+    open (refusals gate only when the user named the backend)."""
     verdicts = {
         name: BackendVerdict(name=name, version=sub.version, settings=dict(sub.session.settings), gating=sub.gating)
         for name, sub in sessions.items()
     }
-    for name, reason in refused.items():
-        verdict = BackendVerdict(name=name, version=REGISTRY.get(name).version() or "", settings={}, gating=False)
-        verdict.checks.append(Check(name, "load", 0, [], 0.0, reason))
-        verdicts[name] = verdict
+    for name, reason in unopened.refused.items():
+        version = REGISTRY.get(name).version() or ""
+        verdicts[name] = BackendVerdict(name, version, {}, gating=name in unopened.named, refused=reason)
+    for name, reason in unopened.errors.items():
+        verdicts[name] = BackendVerdict(name, REGISTRY.get(name).version() or "", {}, error=reason)
     return verdicts
 
 
@@ -55,13 +57,38 @@ def cases_for(
     return cases, shapes
 
 
+@dataclass
+class Judge:
+    """How outputs are judged: the rule, the tolerances, and PyTorch's float64 twin."""
+
+    tolerances: Mapping[str, Tolerance]
+    defaults: Mapping[str, Tolerance]
+    float64: Float64Reference | None
+    rule: NoiseRule
+    #: why outputs were judged by tolerance instead of against float64 (once per reason)
+    notes: list[str] = field(default_factory=list)
+
+    def exact(self, label: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """PyTorch's float64 outputs for one case, or ``None`` (noted) when it cannot run."""
+        if self.float64 is None:
+            return None
+        try:
+            return self.float64.run(feeds)
+        except Exception as exc:  # double kernels missing, dtype-specific code: judge by tolerance
+            self.note(f"PyTorch could not run in float64 at {label} ({one_line(exc)}): judged by rtol/atol there")
+            return None
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+
 def run_cases(
     cases: Sequence[Case],
     reference: Session,
     sessions: Mapping[str, OpenRuntime],
     verdicts: Mapping[str, BackendVerdict],
-    tolerances: Mapping[str, Tolerance],
-    defaults: Mapping[str, Tolerance | None],
+    judge: Judge,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Run PyTorch and every backend on each case and record the checks; returns, per gating
     ONNX backend that failed, the first inputs it failed on (for localization)."""
@@ -73,27 +100,52 @@ def run_cases(
             raise
         except Exception as exc:  # the user's forward() may raise anything at a new shape
             raise UserError(f"the PyTorch model failed at {label}: {type(exc).__name__}: {exc}") from exc
+        exact = judge.exact(label, feeds)
         for name, sub in sessions.items():
-            if sub.samples_per_shape is not None and index >= sub.samples_per_shape:
+            check = _check(name, sub, label, index, feeds, ref, exact, judge, verdicts[name])
+            if check is None:
                 continue
-            if REGISTRY.get(name).artifact == "module" and not fits(sub.session, feeds):
-                # The lowering fixed a dim the export kept dynamic: this target is static there.
-                note = f"{label}: not run, the lowered program is static ({static_dims(sub.session)})"
-                if note not in verdicts[name].notes:
-                    verdicts[name].notes.append(note)
-                continue
-            try:
-                got = sub.session.run(feeds)
-            except UserError as exc:
-                verdicts[name].checks.append(Check(name, label, index, [], 0.0, str(exc)))
-                continue
-            stats = compare_outputs(ref, got.outputs, tolerances=tolerances, default=defaults[name])
-            check = Check(name, label, index, stats, got.seconds)
             verdicts[name].checks.append(check)
             localizable = REGISTRY.get(name).artifact == "onnx"  # localization walks the ONNX graph
-            if not check.ok and verdicts[name].gating and name not in failing and localizable:
+            if not check.ok and not check.error and verdicts[name].gating and name not in failing and localizable:
                 failing[name] = feeds
     return failing
+
+
+def _check(
+    name: str,
+    sub: OpenRuntime,
+    label: str,
+    index: int,
+    feeds: Mapping[str, np.ndarray],
+    ref: Mapping[str, np.ndarray],
+    exact: Mapping[str, np.ndarray] | None,
+    judge: Judge,
+    verdict: BackendVerdict,
+) -> Check | None:
+    """One runtime on one case; ``None`` when the case is not run there (noted on the verdict)."""
+    if sub.samples_per_shape is not None and index >= sub.samples_per_shape:
+        return None
+    if REGISTRY.get(name).artifact == "module" and not fits(sub.session, feeds):
+        # The lowering fixed a dim the export kept dynamic: this target is static there.
+        note = f"{label}: not run, the lowered program is static ({static_dims(sub.session)})"
+        if note not in verdict.notes:
+            verdict.notes.append(note)
+        return None
+    try:
+        got = sub.session.run(feeds)
+    except Exception as exc:  # a runtime's failure on one case is that check's error, not the run's
+        return Check(name, label, index, [], 0.0, one_line(exc))
+    stats = compare_outputs(
+        ref,
+        got.outputs,
+        tolerances=judge.tolerances,
+        default=judge.defaults[name],
+        float64=exact,
+        precision=sub.session.precision,
+        rule=judge.rule,
+    )
+    return Check(name, label, index, stats, got.seconds)
 
 
 def task_report(

@@ -9,18 +9,29 @@ from ferry.verify._results import VerifyReport
 
 
 def parity_rows(report: VerifyReport) -> list[list[object]]:
-    """One row per backend and output: the worst numbers over every shape and sample."""
+    """One row per backend and output: the worst numbers over every shape and sample.
+
+    Columns (:data:`PARITY_HEADERS`): the largest difference from PyTorch float32, and under the
+    noise rule the runtime's error against PyTorch float64 beside PyTorch float32's own and the
+    bound it had to stay within.
+    """
     from ferry.report import Raw, verdict
 
     rows: list[list[object]] = []
     for name, b in report.backends.items():
         precision = str(b.settings.get("precision", "fp32"))
         worst = b.worst()
-        if not worst:
-            rows.append([name, precision, "-", Raw(verdict(False)), "-", "-", "-", "-", "; ".join(b.errors)])
+        if b.refused or not worst:
+            reason = b.refused or "; ".join(b.errors) or "no output compared"
+            mark: object = f"{b.status}: {reason}" if b.status in ("refused", "error") else Raw(verdict(False))
+            rows.append([name, precision, "-", mark, "-", "-", "-", "-", "-", "-"])
+            continue
         for out, s in worst.items():
-            tol = "exact" if s.rtol is None else f"{s.rtol:.0e}/{s.atol:.0e}"
-            mark = Raw(verdict(b.ok)) if b.gating else f"{'pass' if b.ok else 'differs'} (info)"
+            if b.status == "error":
+                mark = "error (see below)"
+            else:
+                mark = Raw(verdict(b.ok)) if b.gating else f"{'pass' if b.ok else 'differs'} (info)"
+            rule = {"noise": "noise", "exact": "exact"}.get(s.rule) or f"{s.rtol:.0e}/{s.atol:.0e}"
             rows.append(
                 [
                     name,
@@ -28,16 +39,32 @@ def parity_rows(report: VerifyReport) -> list[list[object]]:
                     out,
                     mark,
                     s.max_abs_diff,
-                    s.max_rel_diff,
-                    s.mismatch_fraction,
+                    _or_dash(s.error_vs_float64),
+                    _or_dash(s.torch_error),
+                    _or_dash(s.allowed),
                     s.cosine_similarity,
-                    tol,
+                    rule,
                 ]
             )
     return rows
 
 
-PARITY_HEADERS = ["backend", "precision", "output", "verdict", "max abs", "max rel", "mismatch", "cosine", "rtol/atol"]
+def _or_dash(value: float | None) -> object:
+    return "-" if value is None else value
+
+
+PARITY_HEADERS = [
+    "backend",
+    "precision",
+    "output",
+    "verdict",
+    "max abs vs torch",
+    "error vs float64",
+    "torch f32 error",
+    "allowed",
+    "cosine",
+    "rule",
+]
 
 
 def write_report(report: VerifyReport, path: str | os.PathLike[str]) -> Path:
@@ -93,3 +120,80 @@ def _histograms(report: VerifyReport) -> str:
             )
             parts.append(f"<figure><figcaption>{esc(name)} / {esc(out)}</figcaption>{bars}</figure>")
     return "".join(parts) or "<p>no outputs compared</p>"
+
+
+def summary_text(report: VerifyReport) -> str:
+    """The parity table and each failure's first problem as plain text (assertion messages, logs)."""
+    from ferry.report import Raw
+
+    def cell(value: object) -> str:
+        if isinstance(value, Raw):
+            return "PASS" if ">PASS<" in value else "FAIL"
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    rows = [[cell(c) for c in row] for row in parity_rows(report)]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(PARITY_HEADERS)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(PARITY_HEADERS, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines += [f"{name}: {problem}" for name, problem in failures(report)]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def failures(report: VerifyReport) -> list[tuple[str, str]]:
+    """(backend, what went wrong) for every gating backend that did not pass: its load or run
+    errors, the refusal, and the first problem of each failing output."""
+    found: list[tuple[str, str]] = []
+    for name, b in report.backends.items():
+        if not b.gating or b.ok:
+            continue
+        if b.refused:
+            found.append((name, f"refused: {b.refused}"))
+        found += [(name, err) for err in b.errors]
+        seen: set[str] = set()
+        for c in b.checks:
+            for s in c.outputs:
+                if s.problem and s.name not in seen:
+                    seen.add(s.name)
+                    found.append((name, f"{c.shape} sample {c.sample}: {s.name}: {s.problem}"))
+    return found
+
+
+def write_junit(report: VerifyReport, path: str | os.PathLike[str]) -> Path:
+    """Write a JUnit XML file (one test case per backend) for CI systems that show test results.
+
+    A gating backend that does not pass is a ``failure`` (outputs differ) or an ``error`` (the
+    runtime raised); refused and informational backends are ``skipped`` with their reason.
+    """
+    import xml.etree.ElementTree as ET
+
+    from ferry._io import write_text_atomic
+
+    suite = ET.Element("testsuite", name=f"ferry verify {report.source}", tests=str(len(report.backends)))
+    counts = {"failures": 0, "errors": 0, "skipped": 0}
+    problems = dict[str, list[str]]()
+    for name, problem in failures(report):
+        problems.setdefault(name, []).append(problem)
+    for name, b in report.backends.items():
+        seconds = sum(c.seconds for c in b.checks)
+        case = ET.SubElement(
+            suite, "testcase", classname=f"ferry.verify.{report.onnx_path.name}", name=name, time=f"{seconds:.6f}"
+        )
+        detail = "\n".join(problems.get(name, []))
+        if b.refused and not b.gating:
+            ET.SubElement(case, "skipped", message=f"refused: {b.refused}")
+            counts["skipped"] += 1
+        elif not b.gating:
+            ET.SubElement(case, "skipped", message=f"informational: {b.status}")
+            counts["skipped"] += 1
+        elif b.status == "error":
+            ET.SubElement(case, "error", message=detail.splitlines()[0] if detail else "error").text = detail
+            counts["errors"] += 1
+        elif not b.ok:
+            first = detail.splitlines()[0] if detail else f"{name} differs from PyTorch"
+            ET.SubElement(case, "failure", message=first).text = summary_text(report)
+            counts["failures"] += 1
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    ET.indent(suite)
+    text = '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    return write_text_atomic(path, text)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferry.compare import OutputStats, Tolerance
+from ferry.compare import NoiseRule, OutputStats, Tolerance
 from ferry.tasks import TaskReport
 
 
@@ -20,9 +20,14 @@ class VerifyConfig:
         backends: runtimes to compare with PyTorch eager (``["all"]`` for every installed one).
         samples: random samples per input shape.
         seed: seed for the samples.
-        rtol: global relative tolerance (overrides the model's and the dtype default).
-        atol: global absolute tolerance.
-        tolerances: per-output tolerances (override everything else).
+        judge: ``"noise"`` (default): float outputs are judged against PyTorch in float64 by
+            ``noise`` (:class:`~ferry.compare.NoiseRule`); ``"tolerance"``: element-wise
+            ``rtol``/``atol`` against PyTorch float32. Giving ``rtol`` or ``atol`` means
+            ``"tolerance"``; so does a model that cannot run in float64.
+        rtol: relative tolerance for every float output (the model's or the dtype's ``atol`` stays).
+        atol: absolute tolerance for every float output (the model's or the dtype's ``rtol`` stays).
+        tolerances: per-output tolerances (override everything else, under either rule).
+        noise: the noise-aware rule's factor and ulps.
         other_shapes: also verify at shapes other than the export shape when dims are dynamic.
         localize: when a backend fails, find the first diverging ONNX node (and PyTorch module).
     """
@@ -30,11 +35,18 @@ class VerifyConfig:
     backends: tuple[str, ...] = ("onnxruntime",)
     samples: int = 3
     seed: int = 0
+    judge: str = "noise"
     rtol: float | None = None
     atol: float | None = None
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    noise: NoiseRule = field(default_factory=NoiseRule)
     other_shapes: bool = True
     localize: bool = True
+
+    @property
+    def fixed(self) -> bool:
+        """Judged by rtol/atol against float32 (asked for, or implied by --rtol/--atol)."""
+        return self.judge == "tolerance" or self.rtol is not None or self.atol is not None
 
 
 @dataclass
@@ -65,10 +77,23 @@ class BackendVerdict:
     gating: bool = True
     #: what was not checked and why (e.g. shapes a static-shape target cannot take)
     notes: list[str] = field(default_factory=list)
+    #: why the runtime cannot take the model (a converter's refusal, a reduced build)
+    refused: str = ""
+    #: why the runtime failed to load the model (a crash of the runtime or its converter)
+    error: str = ""
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``fail`` (outputs differ), ``error`` (the runtime raised) or ``refused``."""
+        if self.refused:
+            return "refused"
+        if self.error or any(c.error for c in self.checks):
+            return "error"
+        return "pass" if self.checks and all(c.ok for c in self.checks) else "fail"
 
     @property
     def ok(self) -> bool:
-        return bool(self.checks) and all(c.ok for c in self.checks)
+        return self.status == "pass"
 
     def worst(self) -> dict[str, OutputStats]:
         """Per output, the check with the largest normalised error (failures first)."""
@@ -76,13 +101,14 @@ class BackendVerdict:
         for c in self.checks:
             for s in c.outputs:
                 cur = out.get(s.name)
-                if cur is None or (cur.ok and not s.ok) or (cur.ok == s.ok and s.max_abs_diff > cur.max_abs_diff):
+                if cur is None or (cur.ok and not s.ok) or (cur.ok == s.ok and _margin(s) > _margin(cur)):
                     out[s.name] = s
         return out
 
     @property
     def errors(self) -> list[str]:
-        return sorted({f"{c.shape}: {c.error}" for c in self.checks if c.error})
+        load = [f"load: {self.error}"] if self.error else []
+        return load + sorted({f"{c.shape}: {c.error}" for c in self.checks if c.error})
 
     def to_dict(self) -> dict[str, Any]:
         worst = self.worst()
@@ -91,6 +117,8 @@ class BackendVerdict:
         times = [c.seconds for c in self.checks if not c.error]
         return {
             "ok": self.ok,
+            "status": self.status,
+            "refused": self.refused or None,
             "gating": self.gating,
             "version": self.version,
             "settings": self.settings,
@@ -103,6 +131,13 @@ class BackendVerdict:
             "failed_checks": sum(not c.ok for c in self.checks),
             "notes": self.notes,
         }
+
+
+def _margin(stats: OutputStats) -> float:
+    """How close an output came to its bound (noise rule), else its largest difference."""
+    if stats.rule == "noise" and stats.allowed and stats.error_vs_float64 is not None:
+        return stats.error_vs_float64 / stats.allowed
+    return stats.max_abs_diff
 
 
 @dataclass

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from ferry.backends import REGISTRY, Session
+from ferry.backends.torch import TorchSession
 from ferry.compare import DEFAULT_TOLERANCES, Tolerance
-from ferry.errors import UnsupportedModelError, UserError
+from ferry.errors import FerryError, UnsupportedModelError, UserError
 from ferry.models import LoadedModel
+from ferry.specs import TensorInfo
 from ferry.subject import Subject
 from ferry.verify._results import VerifyConfig
 
@@ -25,12 +29,22 @@ class OpenRuntime:
     samples_per_shape: int | None
 
 
-def open_sessions(names: Sequence[str], subject: Subject) -> tuple[dict[str, OpenRuntime], dict[str, str]]:
+@dataclass
+class Unopened:
+    """Backends that did not open: refusals (the model cannot run there) and load errors."""
+
+    refused: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    #: refused backends the user named (a refusal of a runtime asked for fails the run)
+    named: set[str] = field(default_factory=set)
+
+
+def open_sessions(names: Sequence[str], subject: Subject) -> tuple[dict[str, OpenRuntime], Unopened]:
     """Open every named backend but the PyTorch reference (``all``: every installed one).
 
-    Under ``all``, a runtime that cannot take the model (:class:`UnsupportedModelError`: a
-    converter's refusal, a reduced build) is recorded with its reason instead of failing the run:
-    the model simply does not run there. Named explicitly, its refusal is the error.
+    Nothing a runtime does stops the others: a refusal (:class:`UnsupportedModelError`: a
+    converter's limits, a reduced build) and a crash while loading are recorded with their
+    reason, one line each.
     """
     every = list(names) == ["all"]
     chosen = [b for b in REGISTRY.resolve(list(names)) if b.artifact != "torch"]
@@ -39,15 +53,18 @@ def open_sessions(names: Sequence[str], subject: Subject) -> tuple[dict[str, Ope
             f"no backend to compare with among {', '.join(names)}; installed: {', '.join(REGISTRY.installed())}"
         )
     sessions: dict[str, OpenRuntime] = {}
-    refused: dict[str, str] = {}
+    unopened = Unopened()
     try:
         for b in chosen:
             try:
                 session = b.open(subject)
             except UnsupportedModelError as exc:
+                unopened.refused[b.name] = one_line(exc)
                 if not every:
-                    raise
-                refused[b.name] = str(exc)
+                    unopened.named.add(b.name)
+                continue
+            except Exception as exc:  # a runtime's or converter's failure: its row only
+                unopened.errors[b.name] = one_line(exc)
                 continue
             gating = not (every and b.informational_in_all)
             sessions[b.name] = OpenRuntime(session, b.version() or "", gating, b.samples_per_shape)
@@ -55,7 +72,52 @@ def open_sessions(names: Sequence[str], subject: Subject) -> tuple[dict[str, Ope
         for sub in sessions.values():
             sub.session.close()
         raise
-    return sessions, refused
+    return sessions, unopened
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: ferry's own messages as they are, others with their type."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if isinstance(exc, FerryError):
+        return first or type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class Float64Reference:
+    """PyTorch eager in float64: a copy of the module and its float inputs cast to double.
+
+    Tensors the module creates itself follow ``torch.get_default_dtype()``, set to float64 for
+    the call. An output that still comes back in float32 (the module casts explicitly) is judged
+    by tolerance instead.
+    """
+
+    def __init__(self, module: torch.nn.Module, inputs: Sequence[TensorInfo], output_names: Sequence[str]) -> None:
+        doubled = [TensorInfo(i.name, "float64" if _is_float(i.dtype) else i.dtype, i.shape) for i in inputs]
+        self.session = TorchSession(module.double().eval(), doubled, output_names)
+
+    @classmethod
+    def open(cls, reference: Session, module: torch.nn.Module) -> tuple[Float64Reference | None, str]:
+        """The float64 twin of the float32 reference session, or ``None`` and why not."""
+        try:
+            twin = copy.deepcopy(module)
+        except Exception as exc:  # modules holding locks, files or C handles cannot be copied
+            return None, f"the module cannot be copied for a float64 run ({one_line(exc)})"
+        assert isinstance(reference, TorchSession)
+        return cls(twin, reference.inputs, reference.output_names), ""
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cast = {n: a.astype(np.float64) if a.dtype.kind == "f" else a for n, a in feeds.items()}
+        before = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            return self.session.run(cast).outputs
+        finally:
+            torch.set_default_dtype(before)
+
+
+def _is_float(dtype: str) -> bool:
+    return bool(dtype) and np.dtype(dtype).kind == "f"
 
 
 def fits(session: Session, feeds: Mapping[str, np.ndarray]) -> bool:
@@ -70,16 +132,13 @@ def static_dims(session: Session) -> str:
     return "; ".join(info.describe() for info in session.inputs)
 
 
-def default_tolerance(cfg: VerifyConfig, model: LoadedModel, precision: str) -> Tolerance | None:
-    """The tolerance for float outputs of one backend: the user's, else the model's, widened to
-    what the backend's arithmetic can honestly reach (bf16 keeps 8 bits of mantissa)."""
-    if cfg.rtol is not None or cfg.atol is not None:
-        return Tolerance(cfg.rtol or 0.0, cfg.atol or 0.0)
-    base = Tolerance(*model.tolerance) if model.tolerance else None
+def default_tolerance(cfg: VerifyConfig, model: LoadedModel, precision: str) -> Tolerance:
+    """The rtol/atol for float outputs of one backend under the tolerance rule: the model's,
+    widened to what the backend's arithmetic can honestly reach (bf16 keeps 8 bits of mantissa);
+    ``--rtol`` and ``--atol`` each replace their own half only."""
+    base = Tolerance(*(model.tolerance or DEFAULT_TOLERANCES["float32"]))
     low = {"bf16": "bfloat16", "fp16": "float16"}.get(precision)
-    if low is None:
-        return base
-    floor = Tolerance(*DEFAULT_TOLERANCES[low])
-    if base is None:
-        return floor
-    return Tolerance(max(base.rtol, floor.rtol), max(base.atol, floor.atol))
+    if low is not None:
+        floor = Tolerance(*DEFAULT_TOLERANCES[low])
+        base = Tolerance(max(base.rtol, floor.rtol), max(base.atol, floor.atol))
+    return Tolerance(cfg.rtol if cfg.rtol is not None else base.rtol, cfg.atol if cfg.atol is not None else base.atol)
