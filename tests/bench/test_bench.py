@@ -33,6 +33,9 @@ def test_bench_times_every_backend_interleaved_with_ratios(superres_onnx: Path) 
     d = report.to_dict()
     assert d["machine"]["cpu"] and d["machine"]["usable_cores"] >= 1
     assert d["versions"]["onnxruntime"] and d["rows"][1]["latency_ms"]["p99"] >= d["rows"][1]["latency_ms"]["min"]
+    ms = d["rows"][1]["latency_ms"]
+    assert ms["p25"] <= ms["median"] <= ms["p75"] and d["rows"][1]["relative_iqr"] >= 0
+    assert d["load"]["cpus"] >= 1 and isinstance(d["warnings"], list)  # whatever this machine's load is
     json.dumps(d)
 
 

@@ -186,10 +186,13 @@ def test_bench(subject: str, exported: Callable[[str], Path]) -> None:
                 "threads": r.threads,
                 "runs_in_range": cfg.min_runs <= r.runs <= cfg.max_runs,
                 "has_ratio": r.speedup_vs_eager is not None,
+                "has_spread": {"p25", "p75", "iqr"} <= set(r.to_dict()["latency_ms"]),
                 "error": r.error,
             }
             for r in report.rows
         ],
+        # which fields say how busy the machine was (their values depend on the machine's load)
+        "load": sorted(report.to_dict()["load"]),
     }
     _check_golden(f"bench_{subject}", view)
 

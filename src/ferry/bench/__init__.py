@@ -13,6 +13,14 @@ from typing import Any
 
 from ferry.backends import REGISTRY, Backend, Session
 from ferry.bench._configurations import configurations, default_backends, resolve_subject, shape_label, static_batch
+from ferry.bench._noise import (
+    BUSY_LOAD_PER_CPU,
+    NOISY_RELATIVE_IQR,
+    BenchWarning,
+    LoadWatch,
+    MachineLoad,
+    noise_warnings,
+)
 from ferry.bench._report import BENCH_HEADERS, bench_rows, write_bench_report
 from ferry.bench._results import BenchConfig, BenchReport, BenchRow
 from ferry.bench._timing import interleave
@@ -25,13 +33,18 @@ from ferry.subject import Subject
 
 __all__ = [
     "BENCH_HEADERS",
+    "BUSY_LOAD_PER_CPU",
+    "NOISY_RELATIVE_IQR",
     "BenchConfig",
     "BenchReport",
     "BenchRow",
+    "BenchWarning",
+    "MachineLoad",
     "bench",
     "bench_rows",
     "default_backends",
     "interleave",
+    "noise_warnings",
     "write_bench_report",
 ]
 
@@ -62,6 +75,7 @@ def bench(
         {'torch': 1.0, 'onnxruntime': 2.6, ...}
     """
     cfg = config or BenchConfig()
+    watch = LoadWatch()  # before anything of ours runs, so that it reads the other processes' load
     if cfg.seconds <= 0 or cfg.min_runs < 1 or cfg.max_runs < cfg.min_runs or cfg.warmup < 0:
         raise UserError("--seconds must be positive, --min-runs at least 1 and at most --max-runs")
     if any(t < 0 for t in cfg.threads) or any(b < 1 for b in cfg.batches):
@@ -96,6 +110,7 @@ def bench(
                     on_progress(f"{label}, threads {threads or 'default'}")
                 rows += _bench_one(cfg, chosen, subj, specs, threads)
         _ratios_to_eager(rows)
+        load = watch.stop()
         source = loaded.source if loaded is not None else str(path)
         return BenchReport(
             source=source,
@@ -103,18 +118,25 @@ def bench(
             rows=rows,
             machine=machine(),
             versions=library_versions() | {b.name: b.version() or "" for b in chosen},
-            config={
-                "backends": [b.name for b in chosen],
-                "inputs": [shape_label(c) for c in configs],
-                "threads": list(cfg.threads),
-                "seconds": cfg.seconds,
-                "warmup": cfg.warmup,
-                "min_runs": cfg.min_runs,
-                "max_runs": cfg.max_runs,
-                "interleaved": True,
-            },
+            config=_settings(cfg, chosen, configs),
             export_seconds=export_seconds,
+            load=load,
+            warnings=noise_warnings(load, {r.label: r.latencies for r in rows if r.ok}),
         )
+
+
+def _settings(cfg: BenchConfig, chosen: Sequence[Backend], configs: Sequence[Sequence[InputSpec]]) -> dict[str, Any]:
+    """What was timed and how, as the report records it."""
+    return {
+        "backends": [b.name for b in chosen],
+        "inputs": [shape_label(c) for c in configs],
+        "threads": list(cfg.threads),
+        "seconds": cfg.seconds,
+        "warmup": cfg.warmup,
+        "min_runs": cfg.min_runs,
+        "max_runs": cfg.max_runs,
+        "interleaved": True,
+    }
 
 
 def _ratios_to_eager(rows: list[BenchRow]) -> None:

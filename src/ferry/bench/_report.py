@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ferry.bench._results import BenchReport, BenchRow
 
-BENCH_HEADERS = ["backend", "prec", "input", "thr", "median ms", "p90 ms", "p99 ms", "runs", "items/s", "x eager",
-                 "load ms", "peak MiB"]  # fmt: skip
+BENCH_HEADERS = ["backend", "prec", "input", "thr", "median ms", "IQR ms", "p90 ms", "p99 ms", "runs", "items/s",
+                 "x eager", "load ms", "peak MiB"]  # fmt: skip
 
 
 def bench_rows(report: BenchReport) -> list[list[object]]:
@@ -17,7 +17,7 @@ def bench_rows(report: BenchReport) -> list[list[object]]:
     for r in report.rows:
         if not r.ok:
             failed: list[object] = [r.backend, r.precision, r.shape, r.threads or "-", f"error: {r.error}"]
-            out.append(failed + [""] * 7)
+            out.append(failed + [""] * (len(BENCH_HEADERS) - len(failed)))
             continue
         out.append(
             [
@@ -26,6 +26,7 @@ def bench_rows(report: BenchReport) -> list[list[object]]:
                 r.shape,
                 r.threads or "-",
                 1e3 * r.median,
+                1e3 * r.iqr,
                 1e3 * r.stat(90),
                 1e3 * r.stat(99),
                 r.runs,
@@ -55,7 +56,7 @@ def write_bench_report(report: BenchReport, path: str | os.PathLike[str]) -> Pat
             f'<span style="width:11rem;text-align:right">{esc(r.backend)} ({esc(r.precision)})</span>'
             f'<span style="background:{"#c77c2b" if r.backend == "torch" else "#4a7bd0"};height:.9rem;'
             f'width:{360 * r.median / worst:.1f}px"></span>'
-            f"<span>{1e3 * r.median:.3g} ms"
+            f"<span>{1e3 * r.median:.3g} ms, IQR {1e3 * r.stat(25):.3g}-{1e3 * r.stat(75):.3g} ms"
             + ("" if r.speedup_vs_eager is None else f" ({r.speedup_vs_eager:.2f}x eager)")
             + "</span></div>"
             for r in sorted(rows, key=lambda r: r.median)
@@ -68,16 +69,43 @@ def write_bench_report(report: BenchReport, path: str | os.PathLike[str]) -> Pat
         ["ISA", ", ".join(m["isa"]) or "-"],
         ["memory", "-" if not m.get("memory_bytes") else f"{m['memory_bytes'] / 2**30:.1f} GiB"],
         ["OS", m["os"]],
+        ["1-minute load average", _load_text(report)],
     ] + [[k, v] for k, v in sorted(report.versions.items())]
     cfg = report.config
     method = (
         f"{cfg['warmup']} warm-up runs, then interleaved rounds (rotating order) until {cfg['seconds']} s per"
-        f" configuration and at least {cfg['min_runs']} runs. Peak memory: resident memory added while loading and"
+        f" configuration and at least {cfg['min_runs']} runs. IQR: the interquartile range of the runs (p75 - p25),"
+        " the spread of their middle half. Peak memory: resident memory added while loading and"
         " warming up (plus the module's weights for eager)."
     )
     sections = [
-        ("Median latency by backend and input", "".join(charts) or "<p>nothing ran</p>"),
+        ("Median latency by backend and input", _warnings_html(report) + ("".join(charts) or "<p>nothing ran</p>")),
         ("Results", table(BENCH_HEADERS, bench_rows(report)) + f'<p class="muted">{esc(method)}</p>'),
         ("Machine", table(["", ""], machine_rows)),
     ]
     return write_html(path, f"ferry bench: {report.source}", sections, subtitle=f"{describe(m)};")
+
+
+def _warnings_html(report: BenchReport) -> str:
+    """The noise warnings, in a yellow box above the numbers they qualify."""
+    from ferry.report import esc
+
+    return "".join(
+        '<p style="background:#fff4ce;border:1px solid #e0b400;padding:.4rem .6rem">'
+        f"<strong>warning ({esc(w.kind)}):</strong> {esc(w.message)}</p>"
+        for w in report.warnings
+    )
+
+
+def _load_text(report: BenchReport) -> str:
+    """The load average readings around the timing, for the machine table."""
+    load = report.load
+    if load is None or load.before is None:
+        return "not available on this OS"
+    text = f"{load.before:.2f} before"
+    if load.after is not None:
+        text += f", {load.after:.2f} after (this process: {load.own_cores:.1f} cores busy on average)"
+    per_cpu = load.per_cpu
+    if per_cpu is not None:
+        text += f"; other processes {per_cpu:.2f} per CPU ({'busy' if load.busy else 'quiet'})"
+    return text

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ferry.bench._noise import BenchWarning, MachineLoad, quartiles, relative_iqr
 from ferry.specs import InputSpec
 
 
@@ -72,6 +73,22 @@ class BenchRow:
         return self.stat(50)
 
     @property
+    def iqr(self) -> float:
+        """Interquartile range of the latencies in seconds: the spread of the middle half of the runs."""
+        p25, _, p75 = quartiles(self.latencies)
+        return p75 - p25
+
+    @property
+    def relative_iqr(self) -> float:
+        """:attr:`iqr` over the median (0.05: the middle half of the runs lie within 5% of the median)."""
+        return relative_iqr(self.latencies)
+
+    @property
+    def label(self) -> str:
+        """``backend shape`` (and the threads when set): how warnings name the row."""
+        return f"{self.backend} {self.shape}" + (f" threads {self.threads}" if self.threads else "")
+
+    @property
     def throughput(self) -> float:
         """Samples (batch items) per second at the median latency."""
         med = self.median
@@ -82,6 +99,9 @@ class BenchRow:
             {
                 "min": 1e3 * min(self.latencies),
                 "median": 1e3 * self.median,
+                "p25": 1e3 * self.stat(25),
+                "p75": 1e3 * self.stat(75),
+                "iqr": 1e3 * self.iqr,
                 "p90": 1e3 * self.stat(90),
                 "p99": 1e3 * self.stat(99),
                 "mean": 1e3 * float(np.mean(self.latencies)),
@@ -98,6 +118,7 @@ class BenchRow:
             "threads": self.threads,
             "runs": self.runs,
             "latency_ms": ms,
+            "relative_iqr": self.relative_iqr if self.latencies else None,
             "throughput_per_s": self.throughput if self.latencies else None,
             "load_seconds": self.load_seconds,
             "peak_memory_bytes": self.peak_memory_bytes,
@@ -108,8 +129,9 @@ class BenchRow:
 
 @dataclass
 class BenchReport:
-    """Every row of a benchmark run, with the machine and versions it ran on; truthy when every
-    backend ran."""
+    """Every row of a benchmark run, with the machine and versions it ran on, how busy the machine
+    was and what that means for the numbers (``warnings``); truthy when every backend ran (a
+    warning does not make a run fail)."""
 
     source: str
     onnx_path: Path
@@ -118,6 +140,8 @@ class BenchReport:
     versions: dict[str, str]
     config: dict[str, Any]
     export_seconds: float | None = None
+    load: MachineLoad | None = None
+    warnings: list[BenchWarning] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return all(r.ok for r in self.rows)
@@ -141,4 +165,6 @@ class BenchReport:
             "versions": self.versions,
             "config": self.config,
             "rows": [r.to_dict() for r in self.rows],
+            "load": None if self.load is None else self.load.to_dict(),
+            "warnings": [w.to_dict() for w in self.warnings],
         }

@@ -60,7 +60,8 @@ def bench_cmd(
     json_out: JsonOpt = None,
     report: ReportOpt = None,
 ) -> None:
-    """Time a model on every runtime (interleaved runs), with ratios against PyTorch eager."""
+    """Time a model on every runtime (interleaved runs), with ratios against PyTorch eager; warns when the
+    machine is busy or the runs spread too wide to trust the numbers."""
     from ferry.bench import BENCH_HEADERS, BenchConfig, bench, bench_rows, write_bench_report
     from ferry.machine import describe
     from ferry.specs import parse_input_spec, parse_kwargs
@@ -99,6 +100,8 @@ def bench_cmd(
         cells = [row[i] for i in shown]
         table.add_row(*(_num(c) if isinstance(c, float) else escape(str(c)) for c in cells))
     console.print(table)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning: {escape(warning.message)}[/yellow]")
     if report is not None:
         console.print(f"report: {report}")
     if not result:
