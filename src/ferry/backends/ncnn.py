@@ -9,6 +9,7 @@ ferry's adapter takes ``N x C x H x W`` float32 inputs, the image models ncnn is
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,15 @@ from ferry.specs import InputSpec
 
 if TYPE_CHECKING:
     from ferry.subject import Subject
+
+
+def _model_order(blobs: Sequence[str], prefix: str) -> list[str]:
+    """Blobs in the model's order: pnnx names the k-th input ``in{k}`` and the k-th output
+    ``out{k}``, and ncnn lists them in layer order (an output that feeds another layer can come
+    first). Blobs named otherwise keep ncnn's order."""
+    if not all(re.fullmatch(rf"{prefix}\d+", b) for b in blobs):
+        return list(blobs)
+    return sorted(blobs, key=lambda b: int(b[len(prefix) :]))
 
 
 class NcnnSession(Session):
@@ -51,7 +61,8 @@ class NcnnSession(Session):
             weights.write_bytes(model.weights)
             if self._net.load_param(os.fspath(param)) != 0 or self._net.load_model(os.fspath(weights)) != 0:
                 raise UnsupportedModelError("ncnn cannot load the converted model")
-        self._in, self._out = list(self._net.input_names()), list(self._net.output_names())
+        self._in = _model_order(self._net.input_names(), "in")
+        self._out = _model_order(self._net.output_names(), "out")
         if len(self._in) != len(specs):
             raise UserError(f"the ncnn model has {len(self._in)} input(s), the model {len(specs)}")
         names = list(output_names) or self._out
