@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ferry.convert.ort import ort_from_onnx
+from ferry.convert.ort import ort_from_onnx, required_operators
 from ferry.package.targets.base import BuildContext, Target, write_readme
 
 
@@ -15,12 +15,7 @@ def build_ort_mobile(ctx: BuildContext) -> list[str]:
         ort_file, config = ort_from_onnx(ctx.onnx_path, Path(tmp))
         shutil.copyfile(ort_file, ctx.folder / "model.ort")
         shutil.copyfile(config, ctx.folder / "required_operators_and_types.config")
-    ops = [
-        line.split(";")[2].split("{")[0]
-        for line in (ctx.folder / "required_operators_and_types.config").read_text().splitlines()
-        if line and not line.startswith("#")
-    ]
-    ctx.extra["required_operators"] = ops
+    ctx.extra["required_operators"] = required_operators(ctx.folder / "required_operators_and_types.config")
     ctx.notes.append(
         "Build a minimal ONNX Runtime with exactly these operators:"
         " `python tools/ci_build/build.py --minimal_build --include_ops_by_config"
