@@ -11,16 +11,25 @@ Two comparisons, in this order:
    BatchNorm, a resize mode that differs, a frozen branch).
 
 Small graphs expose every intermediate in one run; big ones are bisected, one tensor per run.
+
+A node is attributed to a module by the exporter's record of where it came from: the dynamo
+exporter's ``pkg.torch.onnx.name_scopes`` (full module paths, ``layer3.0.downsample.1``) or the
+TorchScript exporter's node name (``/layer3/layer3.0/downsample/downsample.0/Conv``, each part a
+module's name from its last non-numeric atom). Graph optimizers fold ops into one node and keep the
+metadata of the last (a Conv folded with the BatchNorm after it says "BatchNorm"): when a node's
+weights are another module's parameters, the node is blamed on that module, and ``modules`` lists
+every module the node computes for.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,52 +88,146 @@ def _diverges(ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> bool:
     return not compare_arrays("t", ref, got, Tolerance(tol.rtol, tol.atol * max(1.0, scale))).ok
 
 
+_FRAME = re.compile(r'\s*File "([^"]+)", line (\d+), in ')
+_TORCH_DIR = os.path.join(os.path.realpath(os.path.dirname(torch.__file__)), "")
+
+
+def _frames(trace: str) -> list[tuple[str, str, str]]:
+    """(file, line, code) of each frame of a Python stack trace; code is '' where the trace has
+    no source line (code run from a string)."""
+    lines = trace.splitlines()
+    frames = []
+    for i, text in enumerate(lines):
+        m = _FRAME.match(text)
+        if m:
+            code = lines[i + 1].strip() if i + 1 < len(lines) and not _FRAME.match(lines[i + 1]) else ""
+            frames.append((m.group(1), m.group(2), code))
+    return frames
+
+
 def _source_line(node: onnx.NodeProto) -> str:
+    """The innermost frame of the node's stack trace outside PyTorch: the model's own line (the
+    first frames are the outer modules' ``forward``, the last ones ``torch.nn``'s); '' if none."""
     meta = {p.key: p.value for p in node.metadata_props}
-    m = re.search(r'File "([^"]+)", line (\d+), in \w+\n\s*(.+)', meta.get("pkg.torch.onnx.stack_trace", ""))
-    return f"{os.path.basename(m.group(1))}:{m.group(2)}: {m.group(3).strip()}" if m else ""
+    own = [
+        f
+        for f in _frames(meta.get("pkg.torch.onnx.stack_trace", ""))
+        if not os.path.realpath(f[0]).startswith(_TORCH_DIR)
+    ]
+    if not own:
+        return ""
+    file, line, code = own[-1]
+    return f"{os.path.basename(file)}:{line}: {code}" if code else f"{os.path.basename(file)}:{line}"
 
 
-def module_path(node: onnx.NodeProto) -> str | None:
-    """The PyTorch module a node was exported from ('' for the root), when the exporter said so."""
+def module_path(node: onnx.NodeProto, modules: Collection[str] = ()) -> str | None:
+    """The PyTorch module a node was exported from ('' for the root), when the exporter said so.
+
+    Args:
+        node: a node of a file written by torch.onnx (dynamo or TorchScript).
+        modules: the model's module paths (``named_modules``), to resolve TorchScript's names.
+    """
     meta = {p.key: p.value for p in node.metadata_props}
     if "pkg.torch.onnx.name_scopes" in meta:
         try:
             scopes = [str(s) for s in ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])]
         except (ValueError, SyntaxError):
             return None
-        inner = scopes[1:-1]
-        return ".".join(inner)
+        # ['', 'layer1', 'layer1.0', 'layer1.0.relu', 'relu_1']: the root, each module's full
+        # path, the node's own name last; a repeated call may carry an '@N' suffix.
+        return re.sub(r"@\d+$", "", scopes[-2]) if len(scopes) >= 2 else None
     if node.name.startswith("/"):
-        parts = node.name.strip("/").split("/")[:-1]
-        return parts[-1] if parts and "." in parts[-1] else ".".join(parts)
+        return _torchscript_path(node.name.strip("/").split("/")[:-1], modules)
     return None
 
 
-def _node_report(node: onnx.NodeProto, ref: np.ndarray, got: np.ndarray, compared: str) -> dict[str, Any]:
+def _torchscript_path(parts: list[str], modules: Collection[str]) -> str:
+    """Full module path from TorchScript's scope names: ``layer1``, ``layer1.0`` (a Sequential's
+    child: the parent's name and the index), ``conv1`` -> ``layer1.0.conv1``; a repeated call
+    is ``relu_1``. Ambiguous readings are settled by the model's module paths when given."""
+    path, previous = "", ""
+    for part in parts:
+        child = part[len(previous) + 1 :] if previous and part.startswith(previous + ".") else ""
+        candidates = [f"{path}.{part}" if path else part]
+        if child and all(atom.isdigit() for atom in child.split(".")):
+            candidates.insert(0, f"{path}.{child}")
+        repeated = re.sub(r"_\d+$", "", part)
+        if repeated != part:
+            candidates.append(f"{path}.{repeated}" if path else repeated)
+        path = next((c for c in candidates if c in modules), candidates[0])
+        previous = part
+    return path
+
+
+def _attribution(
+    node: onnx.NodeProto, scope: str | None, owners: Mapping[str, list[str]]
+) -> tuple[str | None, list[str]]:
+    """The module a node is blamed on and every module it computes for (scope: its exporter's
+    record). A node whose weights are another module's parameters was folded into the scope's op
+    by a graph optimizer (a Conv and its BatchNorm): the weights' module did the node's op."""
+    holders = list(dict.fromkeys(m for name in node.input for m in owners.get(name, ())))
+    if not holders or scope in holders:
+        return scope, [scope] if scope is not None else []
+    return holders[0], holders if scope is None else [*holders, scope]
+
+
+def _parameter_owners(module: torch.nn.Module | None) -> dict[str, list[str]]:
+    """Parameter or buffer name (the dynamo exporter's initializer names) -> the modules holding it
+    (several for tied weights)."""
+    if module is None:
+        return {}
+    aliases: dict[int, list[str]] = {}
+    for name, value in [
+        *module.named_parameters(remove_duplicate=False),
+        *module.named_buffers(remove_duplicate=False),
+    ]:
+        aliases.setdefault(id(value), []).append(name)
+    owners: dict[str, list[str]] = {}
+    for names in aliases.values():
+        holders = list(dict.fromkeys(n.rpartition(".")[0] for n in names))
+        owners.update(dict.fromkeys(names, holders))
+    return owners
+
+
+def _node_report(
+    node: onnx.NodeProto, ref: np.ndarray, got: np.ndarray, compared: str, graph: _Graph, scope: str | None = None
+) -> dict[str, Any]:
+    """What a diverging node is and where it came from (``scope``: the module whose output it
+    holds, when known better than from the node's own record)."""
     diff = np.abs(np.asarray(got, np.float64) - np.asarray(ref, np.float64))
-    return {
+    if scope is None:
+        scope = module_path(node, graph.modules)
+    module, modules = _attribution(node, scope, graph.owners)
+    report = {
         "compared": compared,
         "node": node.name,
         "op_type": node.op_type,
         "output": node.output[0],
-        "module": module_path(node),
+        "module": module,
         "source": _source_line(node),
         "max_abs_diff": float(diff.max()) if diff.size else 0.0,
     }
+    if module and module in graph.modules:
+        report["module_class"] = type(graph.modules[module]).__name__
+    if len(modules) > 1:
+        report["modules"] = modules
+    return report
 
 
 @dataclass
 class _Graph:
-    """A model with its typed float intermediates and their values per the ONNX reference."""
+    """A model with its typed float intermediates and their values per the ONNX reference, and
+    the PyTorch model's modules and parameters (empty without the model) to attribute nodes."""
 
     proto: onnx.ModelProto
     typed: dict[str, onnx.ValueInfoProto]
     nodes: list[onnx.NodeProto]
     truth: dict[str, np.ndarray]
+    modules: dict[str, torch.nn.Module] = field(default_factory=dict)
+    owners: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _prepare(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> _Graph:
+def _prepare(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], module: torch.nn.Module | None) -> _Graph:
     """Infer types and run the reference evaluator once; both comparisons read from this."""
     from onnx.reference import ReferenceEvaluator
 
@@ -132,7 +235,9 @@ def _prepare(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> _Graph:
     nodes = _candidates(proto, typed)
     names = [n.output[0] for n in nodes]
     values = ReferenceEvaluator(proto).run(names, dict(feeds)) if names else []
-    return _Graph(proto, typed, nodes, {n: np.asarray(v) for n, v in zip(names, values, strict=True)})
+    truth = {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
+    modules = dict(module.named_modules()) if module is not None else {}
+    return _Graph(proto, typed, nodes, truth, modules, _parameter_owners(module))
 
 
 def _first_runtime_divergence(
@@ -155,7 +260,7 @@ def _first_runtime_divergence(
     if first is None:
         return None
     got = _run_backend(backend, _exposed(proto, [names[first]], typed), feeds)[names[first]]
-    return _node_report(nodes[first], truth[names[first]], got, f"{backend} vs onnx reference")
+    return _node_report(nodes[first], truth[names[first]], got, f"{backend} vs onnx reference", graph)
 
 
 def _bisect(count: int, bad: Callable[[int], bool]) -> int | None:
@@ -172,26 +277,27 @@ def _bisect(count: int, bad: Callable[[int], bool]) -> int | None:
     return lo
 
 
-def _first_export_divergence(
-    graph: _Graph, feeds: Mapping[str, np.ndarray], module: torch.nn.Module, tol: Tolerance
-) -> dict[str, Any] | None:
-    """Compare each PyTorch module's output with the ONNX tensor that ends its scope."""
-    nodes = graph.nodes
-    names = dict(module.named_modules())
-    # Segments: maximal runs of consecutive nodes in one module's scope; each ends one call.
+def _segment_ends(graph: _Graph) -> dict[str, list[onnx.NodeProto]]:
+    """Module path -> the node ending each of its calls: segments are maximal runs of consecutive
+    nodes in one module's scope. Nodes the exporter did not attribute are passed over."""
+    known = [(n, p) for n in graph.nodes if (p := module_path(n, graph.modules)) is not None]
     ends: dict[str, list[onnx.NodeProto]] = {}
-    for i, node in enumerate(nodes):
-        path = module_path(node)
-        if path is None:
-            return None
-        nxt = module_path(nodes[i + 1]) if i + 1 < len(nodes) else None
-        for m in _prefixes(path, names):
+    for i, (node, path) in enumerate(known):
+        nxt = known[i + 1][1] if i + 1 < len(known) else None
+        for m in _prefixes(path, graph.modules):
             if nxt is None or not (nxt == m or nxt.startswith(m + ".")):
                 ends.setdefault(m, []).append(node)
+    return ends
+
+
+def _module_outputs(
+    module: torch.nn.Module, feeds: Mapping[str, np.ndarray], names: Collection[str]
+) -> list[tuple[str, torch.Tensor]]:
+    """The tensor each call of the named submodules returned, in the order the calls ended."""
     calls: list[tuple[str, torch.Tensor]] = []
     hooks = []
-    for name, sub in names.items():
-        if name and name in ends:
+    for name, sub in module.named_modules():
+        if name and name in names:
 
             def hook(_m: torch.nn.Module, _i: object, out: object, name: str = name) -> None:
                 if isinstance(out, torch.Tensor):
@@ -204,27 +310,45 @@ def _first_export_divergence(
     finally:
         for h in hooks:
             h.remove()
+    return calls
+
+
+def _first_export_divergence(
+    graph: _Graph, feeds: Mapping[str, np.ndarray], module: torch.nn.Module, tol: Tolerance
+) -> dict[str, Any] | None:
+    """Compare each PyTorch module's output with the ONNX tensor that ends its scope.
+
+    A module folded into the node before it (TorchScript's Conv + BatchNorm keeps the Conv's
+    name) has no node of its own: the node then holds the output of the modules called right
+    after, which is what it is compared with too.
+    """
+    ends = _segment_ends(graph)
+    if not ends:
+        return None
+    calls = _module_outputs(module, feeds, graph.modules)
     seen: dict[str, int] = {}
-    for name, tensor in calls:
+    for i, (name, tensor) in enumerate(calls):
+        if name not in ends:
+            continue
         k = seen.get(name, 0)
         seen[name] = k + 1
-        segs = ends.get(name, [])
-        if k >= len(segs):
+        if k >= len(ends[name]):
             continue
-        node = segs[k]
+        node = ends[name][k]
         onnx_value = graph.truth[node.output[0]]
         ref = tensor.numpy()
-        if ref.shape != onnx_value.shape:
+        if ref.shape != onnx_value.shape or not _diverges(ref, onnx_value, tol):
             continue
-        if _diverges(ref, onnx_value, tol):
-            report = _node_report(node, ref, onnx_value, "pytorch vs onnx")
-            report["module"] = name
-            report["module_class"] = type(names[name]).__name__
-            return report
+        folded = itertools.takewhile(lambda call: call[0] not in ends, calls[i + 1 :])
+        refs = [ref, *(t.numpy() for _, t in folded if t.shape == onnx_value.shape)]
+        if any(not _diverges(r, onnx_value, tol) for r in refs[1:]):
+            continue  # the node holds a folded module's output, and agrees with it
+        closest = min(refs, key=lambda r: float(np.max(np.abs(r - onnx_value))) if r.size else 0.0)
+        return _node_report(node, closest, onnx_value, "pytorch vs onnx", graph, scope=name)
     return None
 
 
-def _prefixes(path: str, modules: Mapping[str, torch.nn.Module]) -> list[str]:
+def _prefixes(path: str, modules: Collection[str]) -> list[str]:
     """Every registered submodule on the way to ``path`` (not the root), innermost first."""
     parts = path.split(".") if path else []
     out = [".".join(parts[:k]) for k in range(len(parts), 0, -1)]
@@ -248,7 +372,7 @@ def locate_divergence(
     proto = onnx.load(os.fspath(path))
     order = {node.output[0]: i for i, node in enumerate(proto.graph.node) if node.output}
     try:
-        graph = _prepare(proto, feeds)
+        graph = _prepare(proto, feeds, module)
         found = [_first_runtime_divergence(graph, feeds, backend, tolerance)]
         if module is not None:
             found.append(_first_export_divergence(graph, feeds, module, tolerance))

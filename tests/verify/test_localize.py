@@ -1,0 +1,139 @@
+"""Localization in nested models: the first diverging node, the module path it came from (stage ->
+block -> downsample conv) and the model's source line, from either exporter's record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import helper, numpy_helper
+from torch import nn
+
+import ferry
+from ferry.compare import Tolerance
+from ferry.specs import parse_input_specs
+from ferry.verify import VerifyConfig
+from ferry.verify._localize import locate_divergence, module_path
+
+
+class Block(nn.Module):
+    """A ResNet basic block: the shortcut is a downsample (1x1 conv + BatchNorm) when given."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, downsample: bool = False) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) if downsample else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))) + identity)
+
+
+class TinyResNet(nn.Module):
+    """Stages of blocks, as torchvision's ResNet names them (``layer3.0.downsample.0``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, 1, 1)
+        self.layer1 = nn.Sequential(Block(4, 4))
+        self.layer2 = nn.Sequential(Block(4, 8, 2, downsample=True))
+        self.layer3 = nn.Sequential(Block(8, 8, downsample=True), Block(8, 8))
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer3(self.layer2(self.layer1(torch.relu(self.stem(x)))))
+        return self.fc(x.mean((2, 3)))
+
+
+def _resnet() -> nn.Module:
+    torch.manual_seed(0)
+    model = TinyResNet().eval()
+    with torch.no_grad():  # BatchNorms that do something
+        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+            assert bn.running_mean is not None and bn.running_var is not None
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 1.5)
+            bn.weight.uniform_(0.5, 1.5)
+    return model
+
+
+SPECS = parse_input_specs(["batch=1,3,16,16"])
+TARGET = "layer3.0.downsample.0"
+
+
+def _scale_one_channel(path: Path, node: onnx.NodeProto, proto: onnx.ModelProto) -> None:
+    """Scale output channel 3 of the node's weight in the file."""
+    for init in proto.graph.initializer:
+        if init.name == node.input[1]:
+            weight = numpy_helper.to_array(init).copy()
+            weight[3] *= 1.5
+            init.CopyFrom(numpy_helper.from_array(weight, init.name))
+    onnx.save(proto, str(path))
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_a_scaled_channel_of_a_nested_downsample_conv_is_blamed_on_it(
+    tmp_path: Path, exporter: Literal["dynamo", "torchscript"]
+) -> None:
+    model = ferry.load_model(_resnet())
+    good = tmp_path / "resnet.onnx"
+    ferry.export(model, good, inputs=SPECS, config=ferry.ExportConfig(exporter=exporter))
+    proto = onnx.load(str(good))
+    modules = dict(model.module.named_modules())
+    # the node computing the downsample conv (folded with its BatchNorm by either exporter)
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    node = next(n for n in convs if module_path(n, modules) in (TARGET, "layer3.0.downsample.1"))
+    bad = tmp_path / "resnet_bad.onnx"
+    _scale_one_channel(bad, node, proto)
+
+    report = ferry.verify(model, bad, inputs=SPECS, config=VerifyConfig(samples=1, other_shapes=False))
+    assert not report.ok
+    div = report.first_divergence
+    assert div is not None and div["compared"] == "pytorch vs onnx", div
+    assert (div["node"], div["op_type"], div["module"], div["module_class"]) == (node.name, "Conv", TARGET, "Conv2d")
+    if exporter == "dynamo":  # the dynamo exporter records the stack: the block's line that calls it
+        assert div["source"].startswith("test_localize.py:") and "self.downsample(x)" in div["source"]
+        assert div["modules"] == [TARGET, "layer3.0.downsample.1"]  # the BatchNorm folded into it
+
+
+def test_the_untouched_export_localizes_nothing(tmp_path: Path) -> None:
+    module = _resnet()
+    path = tmp_path / "resnet.onnx"
+    ferry.export(ferry.load_model(module), path, inputs=SPECS)
+    x = {"x": np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)}
+    tol = Tolerance(1e-4, 1e-5)
+    assert locate_divergence(path, x, backend="onnxruntime", module=module, tolerance=tol) is None
+
+
+def _node(name: str, scopes: list[str] | None = None) -> onnx.NodeProto:
+    node = helper.make_node("Relu", ["a"], ["b"], name=name)
+    if scopes is not None:
+        node.metadata_props.add(key="pkg.torch.onnx.name_scopes", value=repr(scopes))
+    return node
+
+
+def test_module_paths_from_either_exporters_record() -> None:
+    modules = {"", "layer1", "layer1.0", "layer1.0.relu", "layer3", "layer3.0", "layer3.0.downsample"}
+    modules |= {"layer3.0.downsample.0", "blocks.0.mlp", "blocks.0", "relu"}
+    # dynamo: every scope is a full path; the node's own name comes last
+    assert module_path(_node("n", ["", "layer1", "layer1.0", "layer1.0.relu", "relu_1"])) == "layer1.0.relu"
+    assert module_path(_node("n", ["", "layer1", "layer1.0", "layer1.0.relu@1", "relu_2"])) == "layer1.0.relu"
+    assert module_path(_node("n", ["", "relu"])) == ""
+    assert module_path(_node("n", ["relu"])) is None
+    # TorchScript: names from the last non-numeric atom; a repeated call is name_N
+    ts = "/layer3/layer3.0/downsample/downsample.0/Conv"
+    assert module_path(_node(ts), modules) == module_path(_node(ts)) == "layer3.0.downsample.0"
+    assert module_path(_node("/layer1/layer1.0/relu_1/Relu"), modules) == "layer1.0.relu"
+    assert module_path(_node("/blocks.0/mlp/Gemm"), modules) == "blocks.0.mlp"  # a ModuleList (never called)
+    assert module_path(_node("/Relu")) == ""
+    assert module_path(_node("Relu_3")) is None
