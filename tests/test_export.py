@@ -7,6 +7,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
+from torch import nn
 
 import ferry
 from ferry.errors import UserError
@@ -100,3 +102,81 @@ def test_external_data_format(tmp_path: Path, tiny) -> None:
     assert ferry.check(out)
     x = np.ones((1, 3, 8, 8), np.float32)
     assert ferry.run(out, {"x": x}).outputs["output"].shape == (1, 2, 8, 8)
+
+
+class BatchVsOne(nn.Module):
+    """Compares the batch with a size-1 tensor's, as transformers' mask code does: torch.export
+    pins a batch of example size 1 to 1 (a file with a static batch) unless traced larger."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(x.shape[1]).unsqueeze(0)
+        if x.shape[0] != pos.shape[0]:
+            pos = pos.expand(x.shape[0], -1)
+        return x + pos
+
+
+class PinnedLength(nn.Module):
+    """Reshapes to a fixed size: the length can only ever be 16."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * 2).view(x.shape[0], 4, 4)
+
+
+class Diff(nn.Module):
+    """An operator the TorchScript exporter does not know (it dumps its IR graph from C++)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.diff(x, dim=1)
+
+
+def test_a_size_one_dim_is_traced_larger_and_stays_dynamic(tmp_path: Path) -> None:
+    out = tmp_path / "b.onnx"
+    res = ferry.export(BatchVsOne(), out, inputs=parse_input_specs(["batch=1,4"]))
+    assert _dims(onnx.load(str(out)).graph.input[0]) == ["batch", 4]
+    # The result says what the file has, and why it was traced at another size.
+    assert res.graph_inputs[0].shape == ("batch", 4)
+    assert res.inputs[0].dynamic_axes == {0: "batch"} and res.inputs[0].shape == (1, 4)
+    assert len(res.notes) == 1 and "traced with batch=2" in res.notes[0]
+    assert "if x.shape[0] != pos.shape[0]:" in res.notes[0]
+    sess = ort.InferenceSession(str(out))
+    x = np.ones((3, 4), np.float32)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], x + np.arange(4))
+    assert ferry.verify(BatchVsOne(), out, config=ferry.VerifyConfig(samples=1))
+
+
+def test_a_dim_the_code_pins_is_refused_with_the_line_that_pins_it(tmp_path: Path, capfd) -> None:
+    with pytest.raises(UserError) as info:
+        ferry.export(PinnedLength(), tmp_path / "p.onnx", inputs=parse_input_specs(["batch=2,seq=16"]))
+    msg = str(info.value)
+    assert "dim 'seq' (axis 1 of x) came out static, size 16" in msg
+    assert "test_export.py" in msg and "view(x.shape[0], 4, 4)" in msg and "\n" not in msg
+    # No TorchScript file claiming a dynamic length it cannot take.
+    assert list(tmp_path.iterdir()) == []
+    # Exported static, as the refusal suggests, it works.
+    ferry.export(PinnedLength(), tmp_path / "p.onnx", inputs=parse_input_specs(["batch=2,16"]))
+    assert capfd.readouterr().err == ""
+
+
+def test_the_fallback_reason_is_one_line_with_the_models_frame(tmp_path: Path, tiny, capfd) -> None:
+    log = tmp_path / "export.log"
+    res = ferry.export(
+        tiny("SignBranch"), tmp_path / "s.onnx", inputs=parse_input_specs(["2,3"]), config=ExportConfig(log=log)
+    )
+    assert res.exporter == "torchscript" and res.fallback_reason
+    assert "\n" not in res.fallback_reason and len(res.fallback_reason) < 400
+    assert "tiny_models.py:40 in forward: `if x.sum() > 0:`" in res.fallback_reason
+    # The exporters' chatter stays off the terminal; the whole story is in the log file.
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+    text = log.read_text()
+    assert res.log == log and "Traceback" in text and "GuardOnDataDependentSymNode" in text
+
+
+def test_torchscripts_ir_dump_goes_to_the_log_not_the_terminal(tmp_path: Path, capfd) -> None:
+    log = tmp_path / "export.log"
+    cfg = ExportConfig(exporter="torchscript", log=log)
+    with pytest.raises(UserError, match=r"aten::diff.*full output is in"):
+        ferry.export(Diff(), tmp_path / "d.onnx", inputs=parse_input_specs(["2,4"]), config=cfg)
+    captured = capfd.readouterr()
+    assert "Torch IR graph" not in captured.out + captured.err
+    assert "Torch IR graph" in log.read_text()

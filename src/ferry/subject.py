@@ -125,7 +125,11 @@ def resolve(
 
 
 def _with_file_io(loaded: LoadedModel, proto: onnx.ModelProto) -> LoadedModel:
-    """The model as the file holds it: wrapped in its task's in-graph I/O when the file is."""
+    """The model as the file holds it: a decoder LM's KV cache as named tensors (or dropped) as
+    exported, and wrapped in its task's in-graph I/O when the file is."""
+    from ferry.export import as_exported
+
+    loaded = as_exported(loaded, proto)
     info, task = tasks.of(onnx_file.stored_task(proto))
     if task is not None and task.wrap_io is not None and task.io_name and info.io == task.io_name:
         return task.wrap_io(loaded)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -12,8 +12,39 @@ from ferry._defaults import DEFAULT_OPSET
 from ferry.cli._options import ArgOpt, InputOpt, JsonOpt, WeightsOpt, specs_from
 from ferry.cli._render import console, emit_json, human_bytes, quiet_human, status
 
+if TYPE_CHECKING:
+    from ferry.export import ExportResult
+    from ferry.specs import TensorInfo
+
+
+def _dims(info: TensorInfo) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in info.shape) + "]"
+
+
+def _print(result: ExportResult) -> None:
+    """The file's inputs and outputs as the file declares them (a name is a dynamic dim)."""
+    if result.fallback_reason:
+        console.print(f"[yellow]dynamo exporter failed[/yellow] ({escape(result.fallback_reason)}); used TorchScript")
+    console.print(
+        f"[green]exported[/green] {result.source} -> {result.path} with the {result.exporter} exporter"
+        f" (opset {result.opset}, {human_bytes(result.size_bytes)}, {result.seconds:.1f} s)"
+    )
+    examples = {s.name: "x".join(map(str, s.shape)) for s in result.inputs}
+    for info in result.graph_inputs:
+        example = f"  example {examples[info.name]}" if info.name in examples else ""
+        console.print(f"  input  {escape(info.name)}: {info.dtype}{escape(_dims(info))}{example}")
+    for info in result.graph_outputs:
+        console.print(f"  output {escape(info.name)}: {info.dtype}{escape(_dims(info))}")
+    for note in result.notes:
+        console.print(f"  [dim]note[/dim] {escape(note)}")
+    for w in result.warnings:
+        console.print(f"  [yellow]warning[/yellow] {escape(w)}")
+    if result.log:
+        console.print(f"  [dim]exporter log: {escape(str(result.log))}[/dim]")
+
 
 def export_cmd(
+    ctx: typer.Context,
     model: Annotated[
         str, typer.Argument(metavar="MODEL", help="zoo:NAME, path/to/file.py:Attr or package.module:Attr.")
     ],
@@ -32,13 +63,38 @@ def export_cmd(
         bool,
         typer.Option("--rgb-io", help="Super-resolution: export the whole uint8 RGB-in, RGB-out pipeline."),
     ] = False,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            help="Decoder LMs returning a KV cache: export one decoding step with past_key_values.N.key/value"
+            " inputs and present.N.key/value outputs (dynamic past length); --no-cache: logits only.",
+        ),
+    ] = True,
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            "--log",
+            metavar="FILE",
+            help="Write everything the exporters printed, warned and logged (and each failure's traceback) to FILE."
+            " --debug shows it on the terminal instead.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOpt = None,
 ) -> None:
     """Export a PyTorch model to ONNX with named inputs/outputs and dynamic axes."""
     from ferry.export import ExportConfig, export
     from ferry.specs import parse_kwargs
 
-    cfg = ExportConfig(opset=opset, exporter=exporter, constant_folding=constant_folding)  # type: ignore[arg-type]
+    cfg = ExportConfig(
+        opset=opset,
+        exporter=exporter,  # type: ignore[arg-type]
+        constant_folding=constant_folding,
+        kv_cache=cache,
+        log=log,
+        verbose=bool(ctx.find_root().params.get("debug")),
+    )
     quiet = quiet_human(json_out)
     with status("exporting", quiet):
         result = export(
@@ -51,19 +107,5 @@ def export_cmd(
             rgb_io=rgb_io,
         )
     if not quiet:
-        if result.fallback_reason:
-            console.print(
-                f"[yellow]dynamo exporter failed[/yellow] ({escape(result.fallback_reason)}); used TorchScript"
-            )
-        console.print(
-            f"[green]exported[/green] {result.source} -> {result.path} with the {result.exporter} exporter"
-            f" (opset {result.opset}, {human_bytes(result.size_bytes)}, {result.seconds:.1f} s)"
-        )
-        for spec in result.inputs:
-            dyn = ", ".join(f"{a}={n}" for a, n in spec.dynamic_axes.items()) or "static"
-            console.print(f"  input  {spec.name}: {spec.dtype}{list(spec.shape)}  dynamic: {dyn}")
-        for name in result.outputs:
-            console.print(f"  output {name}")
-        for w in result.warnings:
-            console.print(f"  [yellow]warning[/yellow] {escape(w)}")
+        _print(result)
     emit_json(json_out, result.to_dict())
