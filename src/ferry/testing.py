@@ -72,7 +72,7 @@ def assert_deployable(
         AssertionError: a runtime's outputs differ from PyTorch's, it raised, or it refused the model.
     """
     from ferry.export import export
-    from ferry.specs import InputSpec, parse_input_specs
+    from ferry.specs import parse_input_specs
     from ferry.verify import VerifyConfig, summary_text, verify
 
     specs: list[InputSpec] | None = None

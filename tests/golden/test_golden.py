@@ -111,6 +111,7 @@ def _verify_view(report: ferry.VerifyReport) -> dict[str, Any]:
         d = b.to_dict()
         backends[name] = {
             "ok": d["ok"],
+            "status": d["status"],
             "gating": d["gating"],
             "checks": d["checks"],
             "failed_checks": d["failed_checks"],
@@ -124,6 +125,9 @@ def _verify_view(report: ferry.VerifyReport) -> dict[str, Any]:
                     "rtol": s.get("rtol"),
                     "atol": s.get("atol"),
                     "max_abs_diff": _num(s.get("max_abs_diff")),
+                    "rule": s.get("rule"),
+                    "error_vs_float64": _num(s.get("error_vs_float64")),
+                    "torch_error": _num(s.get("torch_error")),
                 }
                 for out, s in d["outputs"].items()
             },
@@ -133,6 +137,8 @@ def _verify_view(report: ferry.VerifyReport) -> dict[str, Any]:
         "shapes": report.shapes,
         "samples": report.samples,
         "backends": backends,
+        "rule": report.reference["rule"],
+        "float64": report.reference["float64"],
         "first_divergence": report.first_divergence is not None,
     }
 

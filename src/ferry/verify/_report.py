@@ -23,7 +23,7 @@ def parity_rows(report: VerifyReport) -> list[list[object]]:
         worst = b.worst()
         if b.refused or not worst:
             reason = b.refused or "; ".join(b.errors) or "no output compared"
-            mark: object = f"{b.status}: {reason}" if b.status in ("refused", "error") else Raw(verdict(False))
+            mark: object = f"{b.status}: {_short(reason)}" if b.status in ("refused", "error") else Raw(verdict(False))
             rows.append([name, precision, "-", mark, "-", "-", "-", "-", "-", "-"])
             continue
         for out, s in worst.items():
@@ -47,6 +47,11 @@ def parity_rows(report: VerifyReport) -> list[list[object]]:
                 ]
             )
     return rows
+
+
+def _short(text: str, limit: int = 100) -> str:
+    """A table cell's share of a long message (the whole one is in the JSON and below the table)."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _or_dash(value: float | None) -> object:
@@ -147,8 +152,8 @@ def failures(report: VerifyReport) -> list[tuple[str, str]]:
         if not b.gating or b.ok:
             continue
         if b.refused:
-            found.append((name, f"refused: {b.refused}"))
-        found += [(name, err) for err in b.errors]
+            found.append((name, f"refused: {_short(b.refused, 400)}"))
+        found += [(name, _short(err, 400)) for err in b.errors]
         seen: set[str] = set()
         for c in b.checks:
             for s in c.outputs:
