@@ -87,6 +87,21 @@ def llama() -> nn.Module:
     )  # fmt: skip
 
 
+def gpt2_cached() -> nn.Module:
+    """GPT-2 as generation uses it (use_cache=True): exported as one decoding step with its cache."""
+    return _built(
+        "GPT2LMHeadModel", "GPT2Config", vocab_size=100, n_positions=64, n_embd=32, n_layer=2, n_head=2,
+        bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+
+
+def llama_cached() -> nn.Module:
+    return _built(
+        "LlamaForCausalLM", "LlamaConfig", vocab_size=100, max_position_embeddings=64, num_key_value_heads=1,
+        **HIDDEN,
+    )  # fmt: skip
+
+
 # --- vision --------------------------------------------------------------------------------
 
 
@@ -259,6 +274,8 @@ MODELS: dict[str, list[str]] = {
     "t5": [IDS, MASK, "batch=2,tgt=8:int64:0:100"],
     "gpt2": [IDS],
     "llama": [IDS, MASK],
+    "gpt2_cached": [IDS],  # + past_key_values.N.key/value, added by the export
+    "llama_cached": [IDS],
     "vit": [IMAGE],
     "deit": [IMAGE],
     "swin": [IMAGE],
