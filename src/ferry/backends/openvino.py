@@ -10,6 +10,7 @@ then be the intermediate's (``/encoder/final_layer_norm/Mul_output_0`` for T5's
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -63,8 +64,7 @@ class OpenVinoSession(Session):
             model = core.read_model(os.fspath(path))
             self._compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as exc:
-            msg = " ".join(str(exc).split())
-            raise UserError(f"OpenVINO cannot load {path}: {msg[:500]}") from exc
+            raise UserError(f"OpenVINO cannot load {path}: {_essence(exc)}") from exc
         declared = _graph_names(path)
         ins, self._outputs = list(self._compiled.inputs), list(self._compiled.outputs)
         in_names = _port_names(ins, declared[0] if declared else None, "input")
@@ -95,8 +95,7 @@ class OpenVinoSession(Session):
             # by port index: a port's own name can differ from the graph's
             result = self._request.infer({k: np.ascontiguousarray(feeds[i.name]) for k, i in enumerate(self.inputs)})
         except RuntimeError as exc:
-            msg = " ".join(str(exc).split())
-            raise UserError(f"OpenVINO failed to run the model: {msg[:500]}") from exc
+            raise UserError(f"OpenVINO failed to run the model: {_essence(exc)}") from exc
         return {info.name: np.array(result[port]) for info, port in zip(self.outputs, self._outputs, strict=True)}
 
 
@@ -116,3 +115,11 @@ class OpenVinoBackend(Backend):
     def load(self, artifact: Any, **options: Any) -> OpenVinoSession:
         self.require()
         return OpenVinoSession(artifact, force_f32=self.force_f32, **options)
+
+
+def _essence(exc: BaseException, limit: int = 500) -> str:
+    """OpenVINO's message on one line without the C++ source locations it is wrapped in
+    ("Exception from src/...cpp:84:", "Check 'false' failed at src/...cpp:151:")."""
+    msg = " ".join(str(exc).split())
+    msg = re.sub(r"(Exception from|Check '[^']*' failed at) \S+?:\d+:\s*", "", msg)
+    return msg[:limit]
