@@ -77,6 +77,8 @@ class OutputStats:
     torch_error: float | None = None
     #: ``rule == "noise"``: the bound ``error_vs_float64`` must stay within
     allowed: float | None = None
+    #: class-score outputs: the fraction of rows (all axes but the last) whose argmax agrees
+    top1_agreement: float | None = None
 
     def __bool__(self) -> bool:
         return self.ok
@@ -314,3 +316,12 @@ def compare_outputs(
             tol = (default or dtype_default) if dtype_default is not None else None
         stats.append(compare_arrays(name, ref, test[name], tol))
     return stats
+
+
+def top1_agreement(reference: np.ndarray, test: np.ndarray) -> float | None:
+    """Fraction of rows (every axis but the last: one row per prediction) whose largest score is
+    at the same index in both; ``None`` for outputs without a class axis or of another shape."""
+    ref, tst = np.asarray(reference), np.asarray(test)
+    if ref.shape != tst.shape or ref.ndim < 1 or ref.shape[-1] < 2 or ref.size == 0:
+        return None
+    return float(np.mean(np.argmax(ref, axis=-1) == np.argmax(tst, axis=-1)))

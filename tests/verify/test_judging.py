@@ -19,7 +19,7 @@ from torch import nn
 import ferry
 import ferry.subject
 from ferry.backends import REGISTRY
-from ferry.compare import NoiseRule, judge_noise
+from ferry.compare import NoiseRule, judge_noise, top1_agreement
 from ferry.specs import parse_input_specs
 from ferry.verify import VerifyConfig, summary_text, write_junit
 
@@ -58,8 +58,8 @@ class SmallLogits(nn.Module):
             self.fc.weight.mul_(1e-5)
             self.fc.bias.mul_(1e-5)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x)
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.fc(x)}
 
 
 def _halve_outputs(path: Path, out: Path) -> None:
@@ -82,9 +82,11 @@ def test_halved_small_logits_fail_with_two_samples(tmp_path: Path) -> None:
     assert ferry.verify(SmallLogits(), good, config=VerifyConfig(samples=2))
     report = ferry.verify(SmallLogits(), bad, config=VerifyConfig(samples=2))
     assert not report.ok
-    stats = report.backends["onnxruntime"].worst()["output"]
+    stats = report.backends["onnxruntime"].worst()["logits"]
     assert stats.rule == "noise" and stats.error_vs_float64 is not None and stats.allowed is not None
     assert stats.error_vs_float64 > 100 * stats.allowed
+    # Halving keeps every prediction: the top-1 agreement says so, the verdict still fails.
+    assert report.backends["onnxruntime"].top1() == {"logits": 1.0}
     # The fixed per-element rule (1e-5 + 1e-4 |x|) waves the broken file through: the old miss.
     assert ferry.verify(SmallLogits(), bad, config=VerifyConfig(samples=2, judge="tolerance"))
 
@@ -202,3 +204,11 @@ def test_refusals_are_rows_that_gate_only_when_named(tmp_path: Path, tiny: Any, 
 def test_judge_must_be_a_known_rule(tmp_path: Path, tiny: Any, cli) -> None:  # type: ignore[no-untyped-def]
     res = cli("verify", tiny("TinyConv"), tmp_path / "missing.onnx", "--judge", "loose")
     assert res.code == 1 and "unknown --judge 'loose'" in res.err
+
+
+def test_top1_agreement_counts_rows_whose_argmax_moves() -> None:
+    ref = np.array([[0.1, 0.9], [0.8, 0.2], [0.5, 0.4], [0.3, 0.7]])
+    got = ref.copy()
+    got[2] = [0.4, 0.5]  # one prediction of four changes
+    assert top1_agreement(ref, got) == 0.75
+    assert top1_agreement(ref[:, :1], got[:, :1]) is None  # one class: no choice to agree on

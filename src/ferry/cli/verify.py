@@ -153,6 +153,8 @@ def verify_cmd(
         for name, b in result.backends.items():
             for note in b.notes:  # what was not run there and why (static shapes)
                 console.print(f"[yellow]{name}[/yellow] {escape(note)}")
+            for out, agreement in b.top1().items():  # class scores: does the prediction change?
+                console.print(f"{name} {escape(out)}: top-1 agreement with PyTorch {agreement:.1%}")
         for name, problem in failures(result):  # informational backends: details in the JSON
             console.print(f"[red]{name}[/red] {escape(problem)}")
         div = result.first_divergence

@@ -121,12 +121,21 @@ def _judge(cfg: VerifyConfig, loaded: LoadedModel, reference: Session, sessions:
     """The rule, the tolerances and (under the noise rule) PyTorch's float64 twin."""
     tolerances = {n: Tolerance(*t) for n, t in loaded.output_tolerances.items()} | dict(cfg.tolerances)
     defaults = {name: default_tolerance(cfg, loaded, sub.session.precision) for name, sub in sessions.items()}
-    judge = Judge(tolerances, defaults, None, cfg.noise)
+    judge = Judge(tolerances, defaults, None, cfg.noise, classes=frozenset(class_scores(loaded, reference)))
     if not cfg.fixed and sessions:
         judge.float64, why = Float64Reference.open(reference, loaded.module)
         if why:
             judge.note(f"{why}: judged by rtol/atol")
     return judge
+
+
+def class_scores(loaded: LoadedModel, reference: Session) -> list[str]:
+    """Outputs holding class scores: every output of a classification model, and outputs named
+    ``logits`` (transformers' name for them) in any model."""
+    names = [i.name for i in reference.outputs]
+    if loaded.task.get("kind") == "classification":
+        return names
+    return [n for n in names if "logits" in n.lower()]
 
 
 def _first_divergence(

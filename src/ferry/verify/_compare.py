@@ -10,7 +10,7 @@ import numpy as np
 
 from ferry import samples, tasks
 from ferry.backends import REGISTRY, Session
-from ferry.compare import NoiseRule, Tolerance, compare_outputs
+from ferry.compare import NoiseRule, Tolerance, compare_outputs, top1_agreement
 from ferry.errors import UserError
 from ferry.specs import Dim, InputSpec
 from ferry.subject import Subject
@@ -65,6 +65,8 @@ class Judge:
     defaults: Mapping[str, Tolerance]
     float64: Float64Reference | None
     rule: NoiseRule
+    #: class-score outputs, which also get their top-1 agreement with PyTorch
+    classes: frozenset[str] = frozenset()
     #: why outputs were judged by tolerance instead of against float64 (once per reason)
     notes: list[str] = field(default_factory=list)
 
@@ -145,6 +147,10 @@ def _check(
         precision=sub.session.precision,
         rule=judge.rule,
     )
+    stats = [
+        replace(s, top1_agreement=top1_agreement(ref[s.name], got.outputs[s.name])) if s.name in judge.classes else s
+        for s in stats
+    ]
     return Check(name, label, index, stats, got.seconds)
 
 

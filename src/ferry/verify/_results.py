@@ -105,6 +105,15 @@ class BackendVerdict:
                     out[s.name] = s
         return out
 
+    def top1(self) -> dict[str, float]:
+        """Per class-score output, the lowest top-1 agreement with PyTorch over every check."""
+        out: dict[str, float] = {}
+        for c in self.checks:
+            for s in c.outputs:
+                if s.top1_agreement is not None:
+                    out[s.name] = min(out.get(s.name, 1.0), s.top1_agreement)
+        return out
+
     @property
     def errors(self) -> list[str]:
         load = [f"load: {self.error}"] if self.error else []
@@ -126,6 +135,7 @@ class BackendVerdict:
             "max_rel_diff": max(rel) if rel else None,
             "median_seconds": statistics.median(times) if times else None,
             "outputs": {n: s.to_dict() for n, s in worst.items()},
+            "top1_agreement": self.top1(),
             "errors": self.errors,
             "checks": len(self.checks),
             "failed_checks": sum(not c.ok for c in self.checks),
