@@ -88,12 +88,29 @@ def write_report(report: VerifyReport, path: str | os.PathLike[str]) -> Path:
         rows = [[k, str(v)] for k, v in report.first_divergence.items()]
         errors += "<h3>First divergence</h3>" + table(["", ""], rows)
     sections = [
-        ("Parity with PyTorch eager", table(PARITY_HEADERS, parity_rows(report)) + errors),
+        ("Parity with PyTorch eager", _rule_note(report) + table(PARITY_HEADERS, parity_rows(report)) + errors),
         *_photo_sections(report),
         ("Error histograms (|runtime - PyTorch| per element, worst sample)", _histograms(report)),
         (f"Shapes checked ({report.samples} random samples each)", shapes),
     ]
     return write_html(path, f"ferry verify: {report.source}", sections, subtitle=str(report.onnx_path))
+
+
+def _rule_note(report: VerifyReport) -> str:
+    """How this report's outputs were judged, and why not against float64 where it could not be."""
+    from ferry.report import esc
+
+    if report.reference.get("rule") == "noise":
+        text = (
+            "Float outputs are judged against PyTorch in float64: a runtime passes when its error there is within"
+            " 10x PyTorch float32's own error (torch f32 error), or 8 ulp of the output's largest value (allowed)."
+        )
+    else:
+        text = (
+            "Float outputs are judged element-wise against PyTorch float32: |runtime - torch| <= atol + rtol |torch|."
+        )
+    notes = "".join(f"<br>{esc(n)}" for n in report.reference.get("notes", []))
+    return f"<p>{esc(text)}{notes}</p>"
 
 
 def _photo_sections(report: VerifyReport) -> list[tuple[str, str]]:
