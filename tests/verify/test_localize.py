@@ -137,3 +137,120 @@ def test_module_paths_from_either_exporters_record() -> None:
     assert module_path(_node("/blocks.0/mlp/Gemm"), modules) == "blocks.0.mlp"  # a ModuleList (never called)
     assert module_path(_node("/Relu")) == ""
     assert module_path(_node("Relu_3")) is None
+
+
+class PooledHead(nn.Module):
+    """EfficientNet's head: an average pool whose kernel is larger than its input (ceil_mode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.AvgPool2d(8, ceil_mode=True)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
+
+
+def _halved(proto: onnx.ModelProto, path: Path) -> Path:
+    """The file with its output multiplied by 0.5 by a node added after the last module."""
+    graph = proto.graph
+    out = graph.output[0].name
+    graph.initializer.append(numpy_helper.from_array(np.array(0.5, np.float32), "half"))
+    for node in graph.node:
+        node.output[:] = ["unhalved" if o == out else o for o in node.output]
+    graph.node.append(helper.make_node("Mul", ["unhalved", "half"], [out], name="halve"))
+    onnx.save(proto, str(path))
+    return path
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_a_node_the_reference_evaluator_gets_wrong_is_not_blamed(
+    tmp_path: Path, exporter: Literal["dynamo", "torchscript"]
+) -> None:
+    module = PooledHead().eval()
+    good = tmp_path / "pooled.onnx"
+    specs = parse_input_specs(["1,3,4,4"])
+    ferry.export(ferry.load_model(module), good, inputs=specs, config=ferry.ExportConfig(exporter=exporter))
+    x = {"x": np.random.default_rng(0).random((1, 3, 4, 4), dtype=np.float32)}
+    tol = Tolerance(1e-4, 1e-5)
+    # onnx's reference AveragePool is wrong here; ONNX Runtime and PyTorch agree: nothing to blame
+    untouched = locate_divergence(good, x, backend="onnxruntime", module=module, tolerance=tol)
+    assert untouched is not None and untouched["compared"] == "none" and "node" not in untouched, untouched
+    assert "reference evaluator is wrong" in untouched["hint"] and "AveragePool" in untouched["hint"]
+
+    # past it, the node added after the last module is found through the model's outputs
+    bad = _halved(onnx.load(str(good)), tmp_path / "halved.onnx")
+    div = locate_divergence(bad, x, backend="onnxruntime", module=module, tolerance=tol)
+    assert div is not None and (div["compared"], div["node"], div["op_type"]) == ("pytorch vs onnx", "halve", "Mul"), (
+        div
+    )
+    assert "AveragePool" in div["hint"]
+
+
+class Decoder(nn.Module):
+    """A decode head that upsamples with a functional call: no module of its own to hook."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(4, 4, 1)
+        self.fuse = nn.Conv2d(4, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = nn.functional.interpolate(self.proj(x), scale_factor=2, mode="bilinear", align_corners=False)
+        return self.fuse(torch.relu(up))
+
+
+class Segmenter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = Decoder()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.stem(x)))
+
+
+def _nearest(tmp_path: Path) -> Path:
+    """A dynamo export of Segmenter whose Resize was switched to nearest."""
+    good = tmp_path / "seg.onnx"
+    ferry.export(ferry.load_model(Segmenter().eval()), good, inputs=parse_input_specs(["1,1,8,8"]))
+    proto = onnx.load(str(good))
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Resize" and attr.name == "mode":
+                attr.s = b"nearest"
+    bad = tmp_path / "seg_nearest.onnx"
+    onnx.save(proto, str(bad))
+    return bad
+
+
+SEG_INPUT = {"x": np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)}
+
+
+def test_a_functional_op_inside_a_modules_forward_is_found_op_by_op(tmp_path: Path) -> None:
+    div = locate_divergence(
+        _nearest(tmp_path), SEG_INPUT, backend="onnxruntime", module=Segmenter().eval(), tolerance=Tolerance(1e-4, 1e-5)
+    )
+    assert div is not None and (div["compared"], div["op_type"], div["module"]) == ("pytorch vs onnx", "Resize", "head")
+    assert div["module_class"] == "Decoder" and "nn.functional.interpolate(" in div["source"], div
+
+
+def test_without_the_models_program_module_outputs_are_compared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferry.verify import _fx
+
+    def refuse(*_args: object) -> dict[str, np.ndarray]:
+        raise RuntimeError("torch.export refused the model")
+
+    bad = _nearest(tmp_path)
+    monkeypatch.setattr(_fx, "op_values", refuse)
+    div = locate_divergence(
+        bad, SEG_INPUT, backend="onnxruntime", module=Segmenter().eval(), tolerance=Tolerance(1e-4, 1e-5)
+    )
+    # hooks see the upsampling only at the next module's output
+    assert div is not None and (div["compared"], div["module"]) == ("pytorch vs onnx", "head.fuse"), div
+    assert "torch.export refused the model" in div["notes"][0]
