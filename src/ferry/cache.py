@@ -5,11 +5,18 @@ Everything in it can be deleted at any time; it is rebuilt on demand.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ferry.errors import FerryWarning, WriteError
 
 if TYPE_CHECKING:
     from ferry.models import LoadedModel
@@ -45,6 +52,27 @@ def _torch_version() -> str:
     return str(torch.__version__)
 
 
+def usable_cached_model(path: Path) -> bool:
+    """Whether a model file in the cache can be used: it is there, reads as an ONNX model and
+    passes the checker. A damaged one (truncated, overwritten) is deleted with a warning, so that
+    the caller builds it again instead of failing on a file the user never made."""
+    import onnx
+
+    from ferry import onnx_file
+    from ferry.errors import UserError
+
+    if not path.is_file():
+        return False
+    try:
+        onnx.checker.check_model(onnx_file.load(path, load_external_data=False))
+    except (UserError, onnx.checker.ValidationError):
+        warnings.warn(f"rebuilding {path} in ferry's cache: the file there is damaged", FerryWarning, 2)
+        with contextlib.suppress(OSError):  # an entry that cannot be removed is written over
+            path.unlink()
+        return False
+    return True
+
+
 def cached_export(loaded: LoadedModel) -> Path:
     """The model exported to ONNX with its declared inputs, from the cache when the same model
     (source, weights) was exported by the same ferry and torch before."""
@@ -59,7 +87,29 @@ def cached_export(loaded: LoadedModel) -> Path:
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     name = loaded.source.replace("zoo:", "zoo-").replace("/", "_").replace(":", "_")[-40:]
     path = cache_dir() / "models" / f"{name}-{digest}.onnx"
-    if not path.is_file():
+    if usable_cached_model(path):
+        return path
+    try:
         with atomic_path(path) as tmp:
             export(loaded, tmp)
+        return path
+    except WriteError as exc:
+        warnings.warn(
+            f"not caching the exported model: {exc} (set FERRY_CACHE_DIR to a writable folder)", FerryWarning, 2
+        )
+    path = _scratch_dir() / path.name
+    export(loaded, path)
     return path
+
+
+_scratch: list[Path] = []
+
+
+def _scratch_dir() -> Path:
+    """A temporary folder for this process, removed at exit: where cache entries go when the
+    cache folder cannot be written."""
+    if not _scratch:
+        folder = Path(tempfile.mkdtemp(prefix="ferry-cache-"))
+        atexit.register(shutil.rmtree, folder, True)
+        _scratch.append(folder)
+    return _scratch[0]

@@ -7,8 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ferry._io import add_inputs
+
 if TYPE_CHECKING:
     from ferry.specs import InputSpec
+
+
+def _an_input(value: Path | None) -> Path | None:
+    """Parameter callback: the path is read by the command, so no output may land on it."""
+    add_inputs(value)
+    return value
 
 
 InputOpt = Annotated[
@@ -41,6 +49,7 @@ WeightsOpt = Annotated[
         metavar="FILE",
         help="State dict to load: .safetensors, or .pt/.pth (tensors only).",
         show_default=False,
+        callback=_an_input,
     ),
 ]
 
@@ -66,4 +75,4 @@ def specs_from(texts: list[str] | None) -> list[InputSpec] | None:
     return parse_input_specs(texts) if texts else None
 
 
-OnnxFileArg = Annotated[Path, typer.Argument(metavar="FILE", help="ONNX file.")]
+OnnxFileArg = Annotated[Path, typer.Argument(metavar="FILE", help="ONNX file.", callback=_an_input)]

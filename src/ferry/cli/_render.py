@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ferry._io import write_json_atomic
+from ferry._io import refuse_if_input, write_json_atomic
 
 
 def _width(stream: object) -> int | None:
@@ -37,6 +37,12 @@ def emit_json(target: str | None, data: Any) -> None:
         return
     write_json_atomic(target, data)
     err_console.print(f"[dim]wrote {target}[/dim]")
+
+
+def refuse_input_outputs(*targets: str | os.PathLike[str] | None) -> None:
+    """Before any work: refuse an output (``--json``, ``--report``, ``-o``) that is an input."""
+    for target in targets:
+        refuse_if_input(target)
 
 
 def quiet_human(json_target: str | None) -> bool:

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ferry.cli._options import InputOpt, JsonOpt, OnnxFileArg, specs_from
-from ferry.cli._render import console, emit_json, human_bytes, quiet_human
+from ferry.cli._render import console, emit_json, human_bytes, quiet_human, refuse_input_outputs
 
 
 def inspect_cmd(
@@ -21,6 +21,7 @@ def inspect_cmd(
     """Show inputs/outputs, opsets, parameters, an operator histogram and estimated FLOPs."""
     from ferry.inspect_ import inspect_model
 
+    refuse_input_outputs(json_out)
     info = inspect_model(file, inputs=specs_from(input), graph=graph)
     emit_json(json_out, info.to_dict())
     if quiet_human(json_out):
@@ -55,7 +56,7 @@ def inspect_cmd(
         console.print(f"estimated FLOPs at {shapes}: {info.flops.total / 1e9:.3f} G{extra}")
     for note in info.notes:
         console.print(f"[dim]{note}[/dim]")
-    if info.metadata:
+    if info.metadata.get("source"):
         console.print(
             f"ferry metadata: exported from {info.metadata.get('source')} by the"
             f" {info.metadata.get('exporter')} exporter, ferry {info.metadata.get('version')}"

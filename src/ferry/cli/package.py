@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from ferry._io import add_inputs
 from ferry.cli._options import ArgOpt, InputOpt, JsonOpt, WeightsOpt, specs_from
-from ferry.cli._render import console, emit_json, human_bytes, quiet_human, status
+from ferry.cli._render import console, emit_json, human_bytes, quiet_human, refuse_input_outputs, status
 from ferry.package.targets import NAMES
 
 
@@ -32,6 +33,8 @@ def package_cmd(
     from ferry.package import package
     from ferry.specs import parse_kwargs
 
+    add_inputs(model)
+    refuse_input_outputs(json_out)
     with status(f"packaging for {target}", quiet_human(json_out)):
         result = package(
             model,

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ferry._io import add_inputs
 from ferry.cli._options import JsonOpt
-from ferry.cli._render import console, emit_json, err_console, quiet_human
+from ferry.cli._render import console, emit_json, err_console, quiet_human, refuse_input_outputs
 from ferry.errors import UserError
+
+if TYPE_CHECKING:
+    from ferry.superres.upscale import FileResult
 
 
 def upscale_cmd(
@@ -53,8 +57,10 @@ def upscale_cmd(
     json_out: JsonOpt = None,
 ) -> None:
     """Super-resolve an image, a video or a folder (x3 with zoo:superres). Exit 1 if a file failed."""
-    from ferry.superres.upscale import FileResult, UpscaleConfig, upscale
+    from ferry.superres.upscale import UpscaleConfig, upscale
 
+    add_inputs(source, None if model.startswith("zoo:") else model)
+    refuse_input_outputs(json_out)
     cfg = UpscaleConfig(
         model=model,
         scale=scale,
@@ -90,9 +96,11 @@ def upscale_cmd(
             progress.update(bar, completed=done, total=total, name=item.source.name)
             progress.update(frames, visible=False)
             if item.status == "failed":
-                progress.console.print(f"[red]failed[/red] {escape(item.error)}")
+                progress.console.print(f"[red]failed[/red] {escape(item.error)}", soft_wrap=True)
             elif item.warning:
-                progress.console.print(f"[yellow]note[/yellow] {escape(item.source.name)}: {escape(item.warning)}")
+                progress.console.print(
+                    f"[yellow]note[/yellow] {escape(item.source.name)}: {escape(item.warning)}", soft_wrap=True
+                )
 
         def on_status(text: str) -> None:
             progress.console.print(f"[dim]{escape(text)}[/dim]")
@@ -114,4 +122,17 @@ def upscale_cmd(
             f = result.files[0]
             console.print(f"{f.source} -> {f.target} ({f.size[0]}x{f.size[1]}, {f.seconds:.2f} s)")
     if not result:
-        raise UserError(f"{len(result.failed)} file(s) could not be upscaled; the others were written")
+        raise UserError(_failure_summary(result.files))
+
+
+def _failure_summary(files: list[FileResult]) -> str:
+    """The closing line of a run with failures: how many failed and what became of the others."""
+    failed = sum(f.status == "failed" for f in files)
+    done = sum(f.status == "done" for f in files)
+    skipped = sum(f.status == "skipped" for f in files)
+    if failed == len(files):
+        tail = "nothing was written" if failed > 1 else "it was not written"
+    else:
+        parts = [f"{done} written"] + ([f"{skipped} already there"] if skipped else [])
+        tail = f"of the other {len(files) - failed}, {', '.join(parts)}"
+    return f"{failed} file(s) could not be upscaled (see above); {tail}"

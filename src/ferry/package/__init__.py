@@ -5,7 +5,8 @@ and a short README for the app developer; :func:`package` exports the model, add
 ``manifest.json`` (inputs and outputs with shapes, dtypes and dynamic axes, pre/post-processing,
 the source model's hash, ferry's version, every file with its size and hash) and writes the
 folder atomically (a temporary folder renamed into place), so a failed run never leaves half a
-package.
+package. The folder never replaces one that holds the model or its weights, and gets the
+permissions of a plain ``mkdir`` (the umask decides).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ferry._io import reading, refuse_removing_inputs, remove_stale_temps, temp_name
 from ferry.cache import sha256_file
-from ferry.errors import MissingDependencyError, UserError
+from ferry.errors import MissingDependencyError, UserError, WriteError, describe_os_error
 from ferry.package.targets import TARGETS, BuildContext, Target
 from ferry.specs import InputSpec
 
@@ -81,7 +83,8 @@ def package(
 
     Raises:
         UserError: unknown target, a model the target cannot take (with the reason), an existing
-            folder without ``overwrite``.
+            folder without ``overwrite``, a folder that holds the model or its weights.
+        WriteError: the operating system refused to write the folder (permissions, a full disk).
         MissingDependencyError: the target's converter is not installed.
     """
     from ferry import onnx_file, subject
@@ -91,36 +94,70 @@ def package(
     if not spec.available():
         raise MissingDependencyError(f"the {target} target needs {spec.runtime}: pip install 'ferry[{spec.extra}]'")
     out = Path(folder)
-    if out.exists() and (out.is_file() or any(out.iterdir())) and not overwrite:
-        raise UserError(f"{out} exists and is not empty; give another folder or --overwrite")
-    is_file = isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx")
-    if is_file and spec.needs_module:
-        raise UserError(f"the {target} target starts from the PyTorch model; give zoo:NAME or file.py:Attr")
-    with tempfile.TemporaryDirectory(prefix="ferry-package-") as tmp:
-        subj = subject.resolve(model, args=args, weights=weights, inputs=inputs, work_dir=tmp)
-        if not subj.specs:
-            raise UserError("no input shapes known; give --input specs")
-        loaded, onnx_path, source, specs = subj.loaded, subj.onnx_path, subj.source, subj.specs
-        outputs = subj.output_names
-        task = onnx_file.stored_task(subj.proto)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
-            ctx = BuildContext(onnx_path, loaded, specs, outputs, task, staging)
-            written = spec.build(ctx)
-            files = {name: (staging / name).stat().st_size for name in written}
-            manifest = _manifest(spec, ctx, source, onnx_path, written)
-            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-            files["manifest.json"] = (staging / "manifest.json").stat().st_size
-            if out.is_dir():
-                shutil.rmtree(out)
-            elif out.exists():
-                out.unlink()
-            os.replace(staging, out)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+    source_path = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
+    with reading(source_path, weights):
+        refuse_removing_inputs(out)  # before "--overwrite" is suggested: it would delete the input
+        if out.exists() and (out.is_file() or any(out.iterdir())) and not overwrite:
+            raise UserError(f"{out} exists and is not empty; give another folder or --overwrite")
+        is_file = source_path is not None and source_path.lower().endswith(".onnx")
+        if is_file and spec.needs_module:
+            raise UserError(f"the {target} target starts from the PyTorch model; give zoo:NAME or file.py:Attr")
+        with tempfile.TemporaryDirectory(prefix="ferry-package-") as tmp:
+            subj = subject.resolve(model, args=args, weights=weights, inputs=inputs, work_dir=tmp)
+            if not subj.specs:
+                raise UserError("no input shapes known; give --input specs")
+            task = onnx_file.stored_task(subj.proto)
+            staging = _staging_folder(out)
+            try:
+                ctx = BuildContext(subj.onnx_path, subj.loaded, subj.specs, subj.output_names, task, staging)
+                written = spec.build(ctx)
+                files = {name: (staging / name).stat().st_size for name in written}
+                manifest = _manifest(spec, ctx, subj.source, subj.onnx_path, written)
+                (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+                files["manifest.json"] = (staging / "manifest.json").stat().st_size
+                _put_in_place(staging, out)
+            except OSError as exc:
+                if exc.errno is None:
+                    raise
+                raise WriteError(describe_os_error(exc, out, "write the package")) from exc
+            finally:
+                if staging.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
     return PackageResult(target, out, files, manifest, time.perf_counter() - start)
+
+
+def _staging_folder(out: Path) -> Path:
+    """An empty hidden folder beside ``out`` to build the package in, with the permissions a plain
+    ``mkdir`` gives (``tempfile.mkdtemp`` makes 0700 folders: a web server running as another user
+    could then not serve the package). Leftovers of killed runs there are removed first."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out.parent)
+        staging = out.parent / temp_name()
+        staging.mkdir(0o777)  # less the umask
+    except OSError as exc:
+        raise WriteError(describe_os_error(exc, out, "write the package")) from exc
+    return staging
+
+
+def _put_in_place(staging: Path, out: Path) -> None:
+    """Rename ``staging`` to ``out``; an existing ``out`` is moved aside first and deleted only once
+    the new package is in place (a failure leaves the old one)."""
+    aside = None
+    if out.exists() or out.is_symlink():
+        aside = out.parent / temp_name()
+        os.replace(out, aside)
+    try:
+        os.replace(staging, out)
+    except OSError:
+        if aside is not None:
+            os.replace(aside, out)
+        raise
+    if aside is not None:
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink()
 
 
 def _manifest(spec: Target, ctx: BuildContext, source: str, onnx_path: Path, written: Sequence[str]) -> dict[str, Any]:

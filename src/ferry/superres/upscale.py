@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ferry._io import atomic_path
-from ferry.errors import UserError
+from ferry._io import atomic_path, is_temp_name, reading, refuse_if_input, remove_stale_temps
+from ferry.errors import UserError, describe_os_error
 from ferry.superres import deep16, imaging
 from ferry.superres.deep16 import Deep16
 from ferry.superres.imaging import IMAGE_SUFFIXES
@@ -301,6 +301,8 @@ def _save(img: Image.Image | Deep16, target: Path, info: dict[str, Any], png_com
             try:
                 deep16.save(img, tmp, png_compression=png_compression)
             except (ValueError, OSError) as exc:
+                if _os_error(exc):
+                    raise
                 raise UserError(f"cannot write {target}: {exc}; use .png, .jpg, .webp or .tif") from exc
         return
     info = {k: v for k, v in info.items() if k != _WARNING}
@@ -314,7 +316,14 @@ def _save(img: Image.Image | Deep16, target: Path, info: dict[str, Any], png_com
         try:
             img.save(tmp, **info, **options)
         except (ValueError, OSError) as exc:
+            if _os_error(exc):
+                raise  # a full disk, permissions: atomic_path names them
             raise UserError(f"cannot write {target}: {exc}; use .png, .jpg, .webp or .tif") from exc
+
+
+def _os_error(exc: Exception) -> bool:
+    """An error of the operating system (with an errno), not a format that cannot hold the image."""
+    return isinstance(exc, OSError) and exc.errno is not None
 
 
 def upscale_video(
@@ -328,8 +337,11 @@ def upscale_video(
     """Upscale every frame of a video with PyAV (H.264 out), keeping the frame rate and copying
     the audio packets untouched. Returns the output size; odd sizes are cropped to even (H.264).
 
+    A video that ends before the frames its container declares (a truncated download, a damaged
+    file: the decoder often just stops) fails, and nothing is written.
+
     Raises:
-        UserError: for a video that cannot be decoded, or when PyAV is missing.
+        UserError: for a video that cannot be decoded or ends early, or when PyAV is missing.
     """
     try:
         import av
@@ -345,69 +357,136 @@ def upscale_video(
         if not src.streams.video:
             raise UserError(f"{source} has no video stream")
         vin = src.streams.video[0]
-        ain = src.streams.audio[0] if src.streams.audio else None
         width, height = (vin.codec_context.width * scale) // 2 * 2, (vin.codec_context.height * scale) // 2 * 2
-        total = vin.frames or 0
         vin.thread_type = "AUTO"  # frame-threaded decoding
         with atomic_path(target) as tmp:
             try:
-                with av.open(str(tmp), "w") as out, ThreadPoolExecutor(1, "ferry-encode") as encoder:
-                    vout = out.add_stream("libx264", rate=vin.average_rate or 25)
-                    vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
-                    vout.options = {"crf": "18"}
-                    aout = out.add_stream_from_template(ain) if ain is not None else None
-                    streams = [vin] + ([ain] if ain is not None else [])
-                    # One encoder thread merges colour, encodes and muxes in order (audio too, so
-                    # that the container is only touched from one thread) while the next frame
-                    # is decoded and upscaled.
-                    inflight: deque[Future[None]] = deque()
-
-                    def encode(planes: _Planes, y_big: np.ndarray, pts: int | None, time_base: Any) -> None:
-                        merged = _merge(planes, y_big)
-                        assert isinstance(merged, Image.Image)  # video frames are 8-bit RGB
-                        big = merged.crop((0, 0, width, height))
-                        new = av.VideoFrame.from_image(big)
-                        new.pts, new.time_base = pts, time_base
-                        out.mux(vout.encode(new))
-
-                    def mux_audio(packet: Any) -> None:
-                        packet.stream = aout
-                        out.mux(packet)
-
-                    done = 0
-                    for packet in src.demux(*streams):
-                        if packet.stream is ain and aout is not None:
-                            if packet.dts is not None:
-                                inflight.append(encoder.submit(mux_audio, packet))
-                            continue
-                        for frame in packet.decode():
-                            if not isinstance(frame, av.VideoFrame):
-                                continue
-                            planes = _split(frame.to_image())
-                            y_big = runner(planes.y)
-                            inflight.append(encoder.submit(encode, planes, y_big, frame.pts, frame.time_base))
-                            while len(inflight) > 2:
-                                inflight.popleft().result()
-                            done += 1
-                            if on_frame is not None:
-                                on_frame(done, total)
-                    while inflight:
-                        inflight.popleft().result()
-                    out.mux(vout.encode(None))
+                done, expected = _transcode(src, tmp, runner, (width, height), on_frame)
             except av.FFmpegError as exc:
                 raise UserError(f"cannot transcode video {source}: {exc}") from exc
+            if done < expected - (max(1, expected // 100) if vin.frames else max(2, expected // 20)):
+                raise UserError(
+                    f"{source} ended after {done} of {expected} frames: the file is truncated or damaged;"
+                    " nothing was written (repair or download it again)"
+                )
     return width, height
 
 
+def _expected_frames(stream: Any) -> int:
+    """How many frames a video stream should decode to: the container's count (MP4, MOV), else its
+    duration times the frame rate (Matroska's ``DURATION`` tag); 0 when unknown."""
+    if stream.frames:
+        return int(stream.frames)
+    seconds = 0.0
+    if stream.duration is not None and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif (tag := stream.metadata.get("DURATION")) and len(parts := tag.split(":")) == 3:
+        try:
+            seconds = int(parts[0]) * 3600 + int(parts[1]) * 60 + float(parts[2])
+        except ValueError:
+            seconds = 0.0
+    return int(seconds * float(stream.average_rate)) if seconds and stream.average_rate else 0
+
+
+def _transcode(
+    src: Any, tmp: Path, runner: Runner, size: tuple[int, int], on_frame: Callable[[int, int], None] | None
+) -> tuple[int, int]:
+    """Decode, upscale and encode every frame of ``src`` into ``tmp``; returns (frames done, frames
+    expected)."""
+    import av
+
+    width, height = size
+    vin = src.streams.video[0]
+    ain = src.streams.audio[0] if src.streams.audio else None
+    total = _expected_frames(vin)
+    with av.open(str(tmp), "w") as out, ThreadPoolExecutor(1, "ferry-encode") as encoder:
+        vout = out.add_stream("libx264", rate=vin.average_rate or 25)
+        vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+        vout.options = {"crf": "18"}
+        aout = out.add_stream_from_template(ain) if ain is not None else None
+        streams = [vin] + ([ain] if ain is not None else [])
+        # One encoder thread merges colour, encodes and muxes in order (audio too, so that the
+        # container is only touched from one thread) while the next frame is decoded and upscaled.
+        inflight: deque[Future[None]] = deque()
+
+        def encode(planes: _Planes, y_big: np.ndarray, pts: int | None, time_base: Any) -> None:
+            merged = _merge(planes, y_big)
+            assert isinstance(merged, Image.Image)  # video frames are 8-bit RGB
+            big = merged.crop((0, 0, width, height))
+            new = av.VideoFrame.from_image(big)
+            new.pts, new.time_base = pts, time_base
+            out.mux(vout.encode(new))
+
+        def mux_audio(packet: Any) -> None:
+            packet.stream = aout
+            out.mux(packet)
+
+        done = 0
+        for packet in src.demux(*streams):
+            if packet.stream is ain and aout is not None:
+                if packet.dts is not None:
+                    inflight.append(encoder.submit(mux_audio, packet))
+                continue
+            for frame in packet.decode():
+                if not isinstance(frame, av.VideoFrame):
+                    continue
+                planes = _split(frame.to_image())
+                y_big = runner(planes.y)
+                inflight.append(encoder.submit(encode, planes, y_big, frame.pts, frame.time_base))
+                while len(inflight) > 2:
+                    inflight.popleft().result()
+                done += 1
+                if on_frame is not None:
+                    on_frame(done, total)
+        while inflight:
+            inflight.popleft().result()
+        out.mux(vout.encode(None))
+    return done, total
+
+
 def _jobs(source: Path, output: Path, scale: int) -> Iterator[tuple[Path, Path]]:
+    """(input, output) pairs. A folder is walked recursively, leaving out ferry's temporary files
+    and the output folder when it lies inside the input one (a rerun must not upscale its own
+    results again)."""
     if source.is_file():
-        if output.is_dir():
+        if os.path.isdir(output):
             output = output / f"{source.stem}_x{scale}{source.suffix}"
         yield source, output
         return
+    real_source, real_output = Path(os.path.realpath(source)), Path(os.path.realpath(output))
+    skip = real_output.relative_to(real_source).parts if real_source in real_output.parents else None
     for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if skip is not None and relative.parts[: len(skip)] == skip:
+            continue
+        if is_temp_name(path.name) or any(is_temp_name(part) for part in relative.parts[:-1]):
+            continue
         if path.is_file() and path.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
-            yield path, output / path.relative_to(source)
+            yield path, output / relative
+
+
+def _validate(src: Path, out: Path, cfg: UpscaleConfig) -> None:
+    """Refuse, before a model is built, what cannot work; ``out`` may not be an input."""
+    if not os.path.exists(src):
+        raise UserError(f"input not found: {src}")
+    if src.is_file() and src.suffix.lower() not in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
+        raise UserError(
+            f"unsupported input {src}: give an image ({', '.join(IMAGE_SUFFIXES)}),"
+            f" a video ({', '.join(VIDEO_SUFFIXES)}) or a folder"
+        )
+    if src.is_dir() and os.path.isfile(out):
+        raise UserError(f"{out} is a file; give a folder as the output of a folder run")
+    refuse_if_input(out)  # the photo itself, or the input folder: outputs would replace originals
+    if cfg.tile < 0 or cfg.overlap < 0:
+        raise UserError("--tile and --overlap must not be negative")
+    if cfg.batch < 1:
+        raise UserError(f"--batch must be at least 1, got {cfg.batch}")
+    if cfg.batch > 1 and not cfg.tile:
+        raise UserError("--batch groups the tiles of an image: give --tile too")
+    if not 0 <= cfg.png_compression <= 9:
+        raise UserError("--png-compression must be 0 (none) to 9 (smallest, slowest)")
+    if src.is_dir() and not any(True for _ in _jobs(src, out, 0)):
+        raise UserError(f"no images or videos in {src}")
 
 
 def upscale(
@@ -422,8 +501,11 @@ def upscale(
     """Super-resolve an image, a video, or every image and video of a folder (recursively,
     mirrored into ``output``), on the fastest verified runtime unless ``config.backend`` names one.
 
-    A file that cannot be read is reported and skipped; the others go on. Outputs are written
-    atomically; existing ones are skipped unless ``config.overwrite``.
+    A file that cannot be read or written is reported and skipped; the others go on. Outputs
+    are written atomically; existing ones are skipped unless ``config.overwrite``. Inputs are
+    never written over: an output that is an input (or the input folder) is refused, an output
+    folder inside the input folder is left out of the walk. Temporary files left in the output
+    folders by a killed run are removed.
 
     Example:
         >>> ferry.upscale("photo.jpg", "photo_x3.png").files[0].size
@@ -431,32 +513,17 @@ def upscale(
     """
     cfg = config or UpscaleConfig()
     src, out = Path(source), Path(output)
-    if not src.exists():
-        raise UserError(f"input not found: {src}")
-    if src.is_file() and src.suffix.lower() not in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
-        raise UserError(
-            f"unsupported input {src}: give an image ({', '.join(IMAGE_SUFFIXES)}),"
-            f" a video ({', '.join(VIDEO_SUFFIXES)}) or a folder"
-        )
-    if src.is_dir() and out.is_file():
-        raise UserError(f"{out} is a file; give a folder as the output of a folder run")
-    if cfg.tile < 0 or cfg.overlap < 0:
-        raise UserError("--tile and --overlap must not be negative")
-    if cfg.batch < 1:
-        raise UserError(f"--batch must be at least 1, got {cfg.batch}")
-    if cfg.batch > 1 and not cfg.tile:
-        raise UserError("--batch groups the tiles of an image: give --tile too")
-    if not 0 <= cfg.png_compression <= 9:
-        raise UserError("--png-compression must be 0 (none) to 9 (smallest, slowest)")
-    if src.is_dir() and not any(True for _ in _jobs(src, out, 0)):
-        raise UserError(f"no images or videos in {src}")  # said before a model is built
-    start = time.perf_counter()
-    model = YChannelModel(cfg, on_status=on_status)
-    runner = tiled(model.runner, cfg.tile, cfg.overlap, batch=cfg.batch)
-    result = UpscaleResult(scale=model.scale, runtime=model.runtime)
-    jobs = list(_jobs(src, out, model.scale))
-    _run_jobs(jobs, runner, model.scale, cfg, result, on_file=on_file, on_frame=on_frame, folder=src.is_dir())
-    result.seconds = time.perf_counter() - start
+    with reading(src, None if cfg.model.startswith("zoo:") else cfg.model):
+        _validate(src, out, cfg)
+        start = time.perf_counter()
+        model = YChannelModel(cfg, on_status=on_status)
+        runner = tiled(model.runner, cfg.tile, cfg.overlap, batch=cfg.batch)
+        result = UpscaleResult(scale=model.scale, runtime=model.runtime)
+        jobs = list(_jobs(src, out, model.scale))
+        for folder in sorted({target.parent for _, target in jobs}):
+            remove_stale_temps(folder)
+        _run_jobs(jobs, runner, model.scale, cfg, result, on_file=on_file, on_frame=on_frame, folder=src.is_dir())
+        result.seconds = time.perf_counter() - start
     return result
 
 
@@ -484,8 +551,17 @@ def _video_job(
     try:
         size = upscale_video(path, target, runner, scale, on_frame=on_frame)
         return FileResult(path, target, "done", time.perf_counter() - began, size)
-    except UserError as exc:
-        return FileResult(path, target, "failed", 0.0, error=str(exc))
+    except (UserError, OSError) as exc:
+        return _failed(path, target, began, exc)
+
+
+def _failed(path: Path, target: Path, began: float, exc: UserError | OSError) -> FileResult:
+    """A file that failed with a user error or an OS error (named with its path): recorded, and
+    the run goes on. An OS error without an errno is a bug, and raised again."""
+    if isinstance(exc, OSError) and exc.errno is None:
+        raise exc
+    error = str(exc) if isinstance(exc, UserError) else describe_os_error(exc)
+    return FileResult(path, target, "failed", time.perf_counter() - began, error=error)
 
 
 def _run_jobs(
@@ -507,9 +583,8 @@ def _run_jobs(
     writers = cfg.writers or int(machine()["usable_cores"])
     total = len(jobs)
     # the images to decode ahead of time (not skipped, not videos)
-    todo = [
-        k for k, (p, t) in enumerate(jobs) if not (folder and t.exists() and not cfg.overwrite) and not _is_video(p)
-    ]
+    skip = [folder and not cfg.overwrite and os.path.exists(t) for _, t in jobs]  # done by an earlier run
+    todo = [k for k, (p, _) in enumerate(jobs) if not skip[k] and not _is_video(p)]
     pending: deque[tuple[int, float, Future[tuple[int, int]] | FileResult]] = deque()
     warnings: dict[int, str] = {}
 
@@ -530,8 +605,8 @@ def _run_jobs(
                 done = FileResult(path, target, "done", time.perf_counter() - began, size)
                 done.warning = warnings.get(k, "")
                 report(done)
-            except UserError as exc:
-                report(FileResult(path, target, "failed", time.perf_counter() - began, error=str(exc)))
+            except (UserError, OSError) as exc:
+                report(_failed(path, target, began, exc))
 
     with ThreadPoolExecutor(1, "ferry-read") as reader, ThreadPoolExecutor(writers, "ferry-write") as writer:
         decoded: dict[int, Future[tuple[Image.Image | Deep16, dict[str, Any]]]] = {}
@@ -543,7 +618,7 @@ def _run_jobs(
 
         for k, (path, target) in enumerate(jobs):
             began = time.perf_counter()
-            if folder and target.exists() and not cfg.overwrite:
+            if skip[k]:
                 pending.append((k, began, FileResult(path, target, "skipped")))
                 continue
             if _is_video(path):
