@@ -6,23 +6,32 @@ found through ``FERRY_ORT_WEB`` or a ``node_modules`` folder above the working d
 browser is the system's Chromium (``FERRY_CHROMIUM`` or ``chromium`` on the PATH), driven by
 Playwright's Python package (``pip install 'ferry[web]'``) without Playwright's own browser
 download.
+
+The local server here (:class:`LocalServer`) is also what ``ferry view`` serves Netron with: it
+listens on 127.0.0.1, answers only requests addressed to 127.0.0.1 or localhost, and serves an
+explicit list of files under a random path, never a folder.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
+import errno
 import http.server
+import io
 import json
 import os
+import secrets
 import shutil
+import stat
+import sys
 import threading
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from ferry.errors import MissingDependencyError
+from ferry.errors import MissingDependencyError, UserError
 
 #: The single-threaded-capable WebAssembly build: the loader, its module and the wasm binary.
 RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
@@ -108,40 +117,255 @@ def missing() -> str:
     return ""
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {  # noqa: RUF012 - the base class declares it as a plain class attribute
-        **http.server.SimpleHTTPRequestHandler.extensions_map,
-        ".mjs": "text/javascript",
-        ".js": "text/javascript",
-        ".wasm": "application/wasm",
-        ".onnx": "application/octet-stream",
-        ".json": "application/json",
-    }
+# -- local servers: 127.0.0.1 only, a fixed set of files under a random path, Host checked --------
+
+LOOPBACK = "127.0.0.1"
+#: Content types by suffix; anything else is served as application/octet-stream.
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".json": "application/json",
+    ".wasm": "application/wasm",
+    ".md": "text/markdown; charset=utf-8",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".jpg": "image/jpeg",
+    ".ico": "image/x-icon",
+    ".svg": "image/svg+xml",
+    ".ttf": "font/ttf",
+    ".otf": "font/otf",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+}
+#: Cross-origin isolation lets onnxruntime-web use its threaded build.
+ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+_CHUNK = 1 << 20
+
+
+def host_allowed(host: str | None, port: int) -> bool:
+    """Whether a request's ``Host`` header names this loopback server.
+
+    A page on another site that rebinds its DNS name to 127.0.0.1 still sends its own name, so
+    checking ``Host`` keeps such pages from reading what a local server serves.
+    """
+    if host is None:
+        return False
+    return host.strip().lower() in {LOOPBACK, "localhost", f"{LOOPBACK}:{port}", f"localhost:{port}"}
+
+
+class _Entry:
+    """One served file: bytes, or a regular file whose identity (device, inode) is taken now.
+
+    A file is reopened for each request without following a symlink and served only while it is
+    still the same file: swapping a symlink or another file in later gets a 404, not its content.
+    """
+
+    def __init__(self, name: str, content: bytes | str | os.PathLike[str]) -> None:
+        suffix = os.path.splitext(name)[1].lower()
+        self.content_type = (
+            CONTENT_TYPES[".html"] if name == "" else CONTENT_TYPES.get(suffix, "application/octet-stream")
+        )
+        self._data: bytes | None = None
+        self._path = ""
+        self._identity = (0, 0)
+        if isinstance(content, bytes):
+            self._data = content
+            return
+        self._path = os.path.realpath(content)
+        try:
+            st = os.stat(self._path)
+        except OSError as exc:
+            raise UserError(f"cannot serve {os.fspath(content)}: {exc.strerror}") from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"cannot serve {os.fspath(content)}: not a regular file")
+        self._identity = (st.st_dev, st.st_ino)
+
+    def open(self) -> tuple[int, BinaryIO] | None:
+        """The size and a stream of the content, or ``None`` when the file is gone or was replaced."""
+        if self._data is not None:
+            return len(self._data), io.BytesIO(self._data)
+        try:
+            fd = os.open(self._path, _OPEN_FLAGS)
+        except OSError:
+            return None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != self._identity:
+            os.close(fd)
+            return None
+        return st.st_size, os.fdopen(fd, "rb")
+
+
+def _request_path(target: str) -> str | None:
+    """The decoded path of an origin-form request target (``/a/b?q``); ``None`` for any other form."""
+    if not target.startswith("/") or target.startswith("//"):
+        return None
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    return urllib.parse.unquote(path, errors="strict") if "%" in path else path
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """GET and HEAD of the server's exact names; no listing, no file system lookup of the URL."""
+
+    server_version = "ferry"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def _answer(self, *, body: bool) -> None:
+        server = self.server
+        assert isinstance(server, _Server)
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1 or not host_allowed(hosts[0], server.server_address[1]):
+            self._refuse(403, "forbidden: this server answers only to 127.0.0.1 and localhost")
+            return
+        try:
+            path = _request_path(self.path)
+        except UnicodeDecodeError:
+            path = None
+        entry = server.entries.get(path) if path is not None else None
+        opened = entry.open() if entry is not None else None
+        if entry is None or opened is None:
+            self._refuse(404, "not found")
+            return
+        size, stream = opened
+        with stream:
+            self.send_response(200)
+            self.send_header("Content-Type", entry.content_type)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            left = size if body else 0
+            while left > 0:
+                chunk = stream.read(min(_CHUNK, left))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                left -= len(chunk)
+
+    def _refuse(self, code: int, text: str) -> None:
+        payload = f"{code} {text}\n".encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def end_headers(self) -> None:
+        server = self.server
+        assert isinstance(server, _Server)
+        for key, value in server.extra_headers.items():
+            self.send_header(key, value)
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")  # the random path stays on this machine
+        super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep the terminal clean: requests are not news."""
 
-    def end_headers(self) -> None:
-        # Cross-origin isolation lets onnxruntime-web use its threaded build.
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, entries: dict[str, _Entry], extra_headers: Mapping[str, str]) -> None:
+        self.entries = entries
+        self.extra_headers = dict(extra_headers)
+        super().__init__((LOOPBACK, port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a browser that drops a connection early is not news
+        super().handle_error(request, client_address)
+
+
+def _bind(port: int, entries: dict[str, _Entry], headers: Mapping[str, str]) -> _Server:
+    if not 0 <= port <= 65535:
+        raise UserError(f"port {port} is out of range: give 1-65535, or 0 for a free port")
+    try:
+        return _Server(port, entries, headers)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError(f"port {port} on {LOOPBACK} is in use: choose another port (0 picks a free one)") from exc
+        if exc.errno == errno.EACCES:
+            raise UserError(
+                f"cannot listen on {LOOPBACK}:{port}: permission denied (ports below 1024 need root);"
+                " choose another port (0 picks a free one)"
+            ) from exc
+        raise UserError(f"cannot listen on {LOOPBACK}:{port}: {exc.strerror or exc}") from exc
+
+
+class LocalServer:
+    """A read-only HTTP server on 127.0.0.1 that serves a fixed set of files and nothing else.
+
+    Every file is served under a random path (``http://127.0.0.1:PORT/<token>/NAME``) that only
+    the caller learns; a name that is not in ``files`` is a 404 whatever lies on disk (no
+    listing, no ``..``, no dotfiles), and a request whose ``Host`` is not 127.0.0.1 or localhost
+    is refused with 403.
+
+    Args:
+        files: URL name (``"index.html"``, ``"data/m.onnx"``; ``""`` is the folder's own URL) to
+            bytes or to a regular file.
+        port: port on 127.0.0.1; 0 picks a free one.
+        headers: extra response headers.
+
+    Raises:
+        UserError: the port is out of range, in use or not allowed, or a file is not a regular file.
+    """
+
+    def __init__(
+        self,
+        files: Mapping[str, bytes | str | os.PathLike[str]],
+        *,
+        port: int = 0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.token = secrets.token_urlsafe(18)
+        entries = {f"/{self.token}/{name}": _Entry(name, content) for name, content in files.items()}
+        self._server = _bind(port, entries, headers or {})
+        self.port = int(self._server.server_address[1])
+        self.url = f"http://{LOOPBACK}:{self.port}/{self.token}/"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> LocalServer:
+        """Serve from a background thread; returns the server."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._server.serve_forever, name="ferry-local-server", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 @contextlib.contextmanager
-def serve(folder: str | os.PathLike[str]) -> Iterator[str]:
-    """Serve a folder on 127.0.0.1 (a free port) while the block runs; yields the base URL."""
-    handler = functools.partial(_QuietHandler, directory=os.fspath(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, name="ferry-web-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def serve(
+    files: Mapping[str, bytes | str | os.PathLike[str]], *, headers: Mapping[str, str] = ISOLATION_HEADERS
+) -> Iterator[str]:
+    """Serve exactly ``files`` on 127.0.0.1 (a free port) while the block runs; yields the base URL.
+
+    ``files`` is what :class:`LocalServer` takes: URL name to bytes or a regular file. Responses
+    carry cross-origin isolation headers by default.
+    """
+    with LocalServer(files, headers=headers) as server:
+        yield server.url
 
 
 class Browser:

@@ -35,8 +35,9 @@ def test_web_package_upscales_a_picked_photo_in_chromium_as_the_desktop_does(tmp
     assert manifest["task"]["io"] == "rgb-uint8" and manifest["runtime"] == "ONNX Runtime Web"
     assert manifest["runtime_version"] == web.ort_web_version(web.ort_web_dist())  # the npm package's, 1.30.0
     assert set(web.RUNTIME_FILES) <= set(result.files) and "index.html" in result.files
+    assert "python -m http.server --bind 127.0.0.1" in (folder / "README.md").read_text()
     photo = _photo(tmp_path / "eye.png")
-    with web.serve(folder) as base:
+    with web.serve({name: folder / name for name in result.files}) as base:
         page = web.browser().page(base + "index.html")
         page.wait_for_selector("body[data-state=ready]")
         page.set_input_files("#file", str(tmp_path / "eye.png"))

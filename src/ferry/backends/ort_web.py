@@ -1,6 +1,7 @@
 """ONNX Runtime Web (WebAssembly) in headless Chromium: the browser as a verify backend.
 
-A session serves the model, onnxruntime-web's files and a small harness page from 127.0.0.1,
+A session serves the model, onnxruntime-web's files and a small harness page from 127.0.0.1
+(exactly those files, under a random path, to requests addressed to 127.0.0.1 or localhost),
 opens it in Chromium through Playwright and runs the model in the page. Arrays cross into the
 page and back as base64 bytes; the time reported for a run is the page's own ``session.run``
 time (``performance.now``), not the transfer.
@@ -11,8 +12,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import shutil
-import tempfile
 import weakref
 from pathlib import Path
 from typing import Any
@@ -66,6 +65,17 @@ window.ferryRun = async (feeds) => {
 _PAGE_DTYPES = {"float32", "uint8", "int8", "int32", "int64", "bool", "float64"}
 
 
+def page_files(model: str | os.PathLike[str], dist: Path) -> dict[str, bytes | Path]:
+    """What the harness page needs, by URL name: the page, the runtime's files and the model; no more."""
+    from ferry import _browser as web
+
+    return {
+        "harness.html": _HARNESS.encode("utf-8"),
+        "model.onnx": Path(model),
+        **{n: dist / n for n in web.RUNTIME_FILES},
+    }
+
+
 def _shutdown(stack: contextlib.ExitStack, pages: list[Any]) -> None:
     from ferry import _browser as web
 
@@ -94,11 +104,7 @@ class OrtWebSession(Session):
         self._pages: list[Any] = []
         self._finalizer = weakref.finalize(self, _shutdown, self._stack, self._pages)
         try:
-            folder = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="ferry-ort-web-")))
-            web.copy_runtime(dist, folder)
-            shutil.copyfile(path, folder / "model.onnx")
-            (folder / "harness.html").write_text(_HARNESS, encoding="utf-8")
-            base = self._stack.enter_context(web.serve(folder))
+            base = self._stack.enter_context(web.serve(page_files(path, dist)))
             browser = web.browser()
             self._page = browser.page(base + "harness.html")
             self._pages.append(self._page)
@@ -148,7 +154,7 @@ class OrtWebSession(Session):
         return outputs
 
     def close(self) -> None:
-        """Close the page, stop the local server and remove the served folder."""
+        """Close the page and stop the local server."""
         from ferry import _browser as web
 
         while self._pages:

@@ -21,8 +21,10 @@ def build_web(ctx: BuildContext) -> list[str]:
         )
     files = task.web_page(ctx)
     ctx.notes.append(
-        "Serve the folder over HTTP (any static server; `python -m http.server` works) and open index.html:"
-        " browsers do not run WebAssembly from file:// pages. Nothing is fetched from a CDN."
+        "Serve the folder over HTTP and open index.html: browsers do not run WebAssembly from file:// pages."
+        " For this machine only: `python -m http.server --bind 127.0.0.1 8000` in this folder, then open"
+        " http://127.0.0.1:8000/ (without `--bind` it listens on every network interface)."
+        " Nothing is fetched from a CDN."
     )
     ctx.notes.append(
         "With Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp headers,"
