@@ -564,6 +564,15 @@ def _failed(path: Path, target: Path, began: float, exc: UserError | OSError) ->
     return FileResult(path, target, "failed", time.perf_counter() - began, error=error)
 
 
+def _upscaled(
+    decoding: Future[tuple[Image.Image | Deep16, dict[str, Any]]], runner: Runner
+) -> tuple[Any, Any, dict[str, Any]]:
+    """A decoded image's planes, its Y plane through the network, and what decoding said of it."""
+    img, info = decoding.result()
+    planes = _split(img)
+    return planes, runner(planes.y), info
+
+
 def _run_jobs(
     jobs: list[tuple[Path, Path]],
     runner: Runner,
@@ -630,14 +639,13 @@ def _run_jobs(
                 decoded[k] = reader.submit(_open, path)
             prefetch(k)
             try:
-                img, info = decoded.pop(k).result()
+                planes, y_big, info = _upscaled(decoded.pop(k), runner)
                 if info.get(_WARNING):
                     warnings[k] = info[_WARNING]
-                planes = _split(img)
-                y_big = runner(planes.y)
             except UserError as exc:
-                failed = FileResult(path, target, "failed", time.perf_counter() - began, error=str(exc))
-                pending.append((k, began, failed))
+                pending.append(
+                    (k, began, FileResult(path, target, "failed", time.perf_counter() - began, error=str(exc)))
+                )
                 settle(writers)
                 continue
             pending.append((k, began, writer.submit(_finish, planes, y_big, target, info, cfg.png_compression)))
