@@ -1,7 +1,8 @@
-"""Validity check of an ONNX file: onnx.checker (full) and strict shape inference."""
+"""Validity check of an ONNX file: opsets this onnx knows, onnx.checker (full) and strict shape inference."""
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,6 +25,9 @@ class CheckResult:
     producer: str = ""
     inferred_tensors: int = 0
     nodes: int = 0
+    #: what does not make the model invalid but limits where it runs (operator domains that are
+    #: not ONNX's own)
+    warnings: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return self.valid
@@ -38,6 +42,40 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:600]
 
 
+@functools.cache
+def _known_opsets() -> dict[str, int]:
+    """The newest opset of every operator domain this onnx defines (``ai.onnx`` for the default one)."""
+    known: dict[str, int] = {}
+    for schema in onnx.defs.get_all_schemas_with_history():
+        domain = schema.domain or "ai.onnx"
+        known[domain] = max(known.get(domain, 0), schema.since_version)
+    known["ai.onnx"] = onnx.defs.onnx_opset_version()
+    known["ai.onnx.ml"] = onnx.defs.onnx_ml_opset_version()
+    known.setdefault("ai.onnx.training", 1)
+    return known
+
+
+def _opset_problems(opsets: dict[str, int], local: set[str]) -> tuple[str, list[str]]:
+    """An opset newer than this onnx knows (the model is then not checkable: invalid), and a
+    warning per domain that is neither an ONNX one nor one of the model's own functions (``local``)."""
+    known = _known_opsets()
+    warnings = []
+    for domain, version in opsets.items():
+        if domain in local:
+            continue
+        if domain not in known:
+            warnings.append(
+                f"operator domain {domain!r} is not part of ONNX: only runtimes that implement it can run the model"
+            )
+        elif not 1 <= version <= known[domain]:
+            newest = known[domain]
+            return (
+                f"opset {domain} {version} is not a released opset (onnx {onnx.__version__} knows 1 to {newest});"
+                f" re-export with an opset up to {newest}"
+            ), warnings
+    return "", warnings
+
+
 def check(path: str | os.PathLike[str]) -> CheckResult:
     """Run ``onnx.checker.check_model(full_check=True)`` and strict shape inference on a file.
 
@@ -48,7 +86,7 @@ def check(path: str | os.PathLike[str]) -> CheckResult:
         A result with ``valid`` False and the checker's message when the model is invalid.
 
     Raises:
-        UserError: when the file is missing or is not an ONNX protobuf at all.
+        UserError: when the file is missing, empty, or is not an ONNX protobuf at all.
 
     Example:
         >>> ferry.check("sr.onnx").valid
@@ -66,6 +104,10 @@ def check(path: str | os.PathLike[str]) -> CheckResult:
         producer=f"{proto.producer_name} {proto.producer_version}".strip(),
         nodes=len(proto.graph.node),
     )
+    problem, warnings = _opset_problems(opsets, {f.domain for f in proto.functions})
+    base.warnings = warnings
+    if problem:
+        return replace(base, valid=False, message=problem)
     try:
         # The path form handles models with external data and over 2 GB.
         onnx.checker.check_model(str(path), full_check=True)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ferry.errors import MissingDependencyError, UserError
+from ferry._inputs import input_file
+from ferry.errors import MissingDependencyError, UserError, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
@@ -29,21 +30,52 @@ def find_images(folder: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
+def max_pixels() -> int | None:
+    """The most pixels an image may have: Pillow's decompression-bomb limit (twice
+    ``PIL.Image.MAX_IMAGE_PIXELS``, about 179 Mpx), applied to every reader (Pillow, pypng,
+    tifffile); ``None`` when a program has switched Pillow's limit off."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else 2 * int(limit)
+
+
+def check_pixels(path: str | os.PathLike[str], width: int, height: int) -> None:
+    """Refuse, from the size its header declares and before anything is decoded, an image over
+    :func:`max_pixels` (a small file can declare a huge image: a decompression bomb).
+
+    Raises:
+        UserError: naming the size and the limit.
+    """
+    limit = max_pixels()
+    if limit is not None and width * height > limit:
+        raise UserError(
+            f"image {path} declares {width}x{height} pixels ({width * height / 1e6:.0f} Mpx), over the limit of"
+            f" {limit / 1e6:.0f} Mpx that guards against decompression bombs; split or downscale it first"
+        )
+
+
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
     """Open an image file as RGB, applying its EXIF orientation.
 
     Raises:
-        UserError: when the file is missing or is not an image Pillow can decode.
+        UserError: when the file is missing, is not an image Pillow can decode, or declares more
+            pixels than :func:`max_pixels`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"image not found: {path}; pass the path of an existing image file")
+    path = input_file(path, "image", hint="pass the path of an existing image file")
     try:
         with Image.open(path) as opened:
+            check_pixels(path, *opened.size)
             opened.load()
             return ImageOps.exif_transpose(opened).convert("RGB")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise UserError(f"cannot read image {path}: {exc}; pass a valid PNG, JPEG, WebP or TIFF file") from exc
+    except Image.DecompressionBombError:
+        # Pillow refuses some bombs (a huge frame inside a file) before the size is known here.
+        raise UserError(
+            f"image {path} is over the limit of {(max_pixels() or 0) / 1e6:.0f} Mpx that guards against"
+            " decompression bombs; split or downscale it first"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UserError(
+            f"cannot read image {path}: {first_line(exc)}; pass a valid PNG, JPEG, WebP or TIFF file"
+        ) from exc
 
 
 #: Photos that never serve for training or calibration anywhere in ferry: what stages check

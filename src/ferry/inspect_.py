@@ -117,8 +117,20 @@ def _io(vi: onnx.ValueInfoProto) -> IOInfo:
 
 def _initializer_bytes(t: onnx.TensorProto) -> tuple[int, int]:
     numel = math.prod(t.dims)
-    itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    try:
+        itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    except KeyError:  # an undefined or unknown element type: the checker reports it, inspect shows the rest
+        itemsize = 0
     return numel, numel * itemsize
+
+
+def _metadata(proto: onnx.ModelProto) -> tuple[dict[str, Any], str]:
+    """The ferry metadata, and a note when it is malformed (then its props as stored, undecoded)."""
+    problem = onnx_file.metadata_problem(proto)
+    if problem is None:
+        return read_metadata(proto), ""
+    raw = {p.key[len("ferry.") :]: p.value for p in proto.metadata_props if p.key.startswith("ferry.")}
+    return raw, f"ferry metadata ignored: {problem.removeprefix('its ferry metadata is malformed: ')}"
 
 
 def _concrete_shapes(proto: onnx.ModelProto, sizes: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
@@ -207,7 +219,7 @@ def inspect_model(
         {'Conv': 4, 'Relu': 3, 'DepthToSpace': 1}
     """
     path = Path(path)
-    proto = onnx_file.load(path, load_external_data=False)
+    proto = onnx_file.load(path, load_external_data=False, check_metadata=False)
     params = 0
     nbytes = 0
     for init in proto.graph.initializer:
@@ -217,13 +229,16 @@ def inspect_model(
     initializer_names = {i.name for i in proto.graph.initializer}
     graph_inputs = [i for i in proto.graph.input if i.name not in initializer_names]
     notes: list[str] = []
+    metadata, problem = _metadata(proto)
+    if problem:
+        notes.append(problem)
     chosen: dict[str, list[int]] = {}
     if inputs:
         if len(inputs) != len(graph_inputs):
             raise UserError(f"{path} has {len(graph_inputs)} input(s), got {len(inputs)} --input specs")
         chosen = {vi.name: list(s.shape) for vi, s in zip(graph_inputs, inputs, strict=True)}
     else:
-        specs = stored_specs(proto)
+        specs = () if problem else stored_specs(proto)
         if specs:
             chosen = {s.name: list(s.shape) for s in specs}
         elif all(isinstance(d, int) for vi in graph_inputs for d in _dims(vi)):
@@ -234,7 +249,7 @@ def inspect_model(
     if chosen:
         try:
             flops = estimate_flops(proto, chosen)
-        except shape_inference.InferenceError as exc:
+        except (shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
             notes.append(f"FLOPs not estimated: shape inference failed ({' '.join(str(exc).split())[:200]})")
     ext = [i for i in proto.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL]
     file_bytes = path.stat().st_size
@@ -251,7 +266,7 @@ def inspect_model(
         parameter_bytes=nbytes,
         file_bytes=file_bytes,
         ops=dict(Counter(n.op_type for n in proto.graph.node).most_common()),
-        metadata=read_metadata(proto),
+        metadata=metadata,
         flops=flops,
         graph=helper.printable_graph(proto.graph) if graph else "",
         notes=notes,

@@ -5,14 +5,16 @@ Weights are loaded only through safe paths: safetensors, or ``torch.load(weights
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ferry.errors import UserError
+from ferry._inputs import input_file
+from ferry._messages import native_message
+from ferry.errors import FerryError, UserError, first_line
 from ferry.specs import InputSpec
 from ferry.weights import load_state_dict
 
@@ -63,34 +67,61 @@ def forward_arg_names(module: nn.Module) -> list[str]:
     return [p.name for p in sig.parameters.values() if p.kind in kinds]
 
 
+@contextlib.contextmanager
+def user_code(what: str) -> Iterator[None]:
+    """Run the user's own code (importing their file, building or calling their model): anything
+    it raises, ``SystemExit`` included, is the user's error, reported as one line that says so.
+
+    Args:
+        what: what was being done, e.g. ``"building m.py:Net"``; the message starts with it.
+
+    Raises:
+        UserError: for any exception the code raised (ferry's own errors pass unchanged).
+    """
+    try:
+        yield
+    except FerryError:
+        raise
+    except SystemExit as exc:
+        raise UserError(f"{what} called sys.exit({exc.code!r}); a model must not exit the program") from exc
+    except Exception as exc:
+        raise UserError(f"{what} raised {native_message(exc)} (in your code, not in ferry's)") from exc
+
+
+def _import_file(path: Path) -> ModuleType:
+    """Import a user's ``.py`` file as a module of its own (it may import its siblings)."""
+    mod_name = f"ferry_user_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"cannot import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        with user_code(f"importing {path}"):
+            spec.loader.exec_module(module)
+    except UserError:
+        sys.modules.pop(mod_name, None)
+        raise
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    return module
+
+
 def _resolve_attr(source: str) -> Any:
     target, sep, attr = source.rpartition(":")
     if not sep or not target or not attr:
         raise UserError(f"bad model source {source!r}; use zoo:NAME, path/to/file.py:Class or package.module:Class")
     if target.endswith(".py") or os.sep in target or "/" in target:
-        path = Path(target)
-        if not path.is_file():
-            raise UserError(f"model file not found: {path}")
-        mod_name = f"ferry_user_{abs(hash(str(path.resolve())))}"
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        if spec is None or spec.loader is None:
-            raise UserError(f"cannot import {path}: not a Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
-        # Let the user's file import its siblings.
-        sys.path.insert(0, str(path.resolve().parent))
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:  # the user's code may raise anything while importing
-            sys.modules.pop(mod_name, None)
-            raise UserError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
-        finally:
-            sys.path.remove(str(path.resolve().parent))
+        module = _import_file(input_file(target, "model file", hint="give path/to/file.py:Class"))
     else:
         try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise UserError(f"cannot import module {target!r}: {exc}") from exc
+            with user_code(f"importing module {target!r}"):
+                module = importlib.import_module(target)
+        except UserError as exc:
+            if isinstance(exc.__cause__, ImportError):
+                raise UserError(f"cannot import module {target!r}: {first_line(exc.__cause__)}") from exc
+            raise
     try:
         return getattr(module, attr)
     except AttributeError:
@@ -146,14 +177,7 @@ def load_model(
                 raise UserError(f"{source} is a module instance; --arg only applies to a class or a factory")
             module = obj
         elif callable(obj):
-            try:
-                # A fixed seed gives every load of the same source the same random weights, so
-                # that export and verify agree when no --weights file is given.
-                with torch.random.fork_rng():
-                    torch.manual_seed(0)
-                    module = obj(**kwargs)
-            except TypeError as exc:
-                raise UserError(f"cannot build {source} with {kwargs}: {exc}") from exc
+            module = _build(obj, source, kwargs)
         else:
             raise UserError(f"{source} is neither an nn.Module class nor a factory")
         if not isinstance(module, nn.Module):
@@ -164,6 +188,23 @@ def load_model(
         loaded.weights = str(weights)
     loaded.module.eval()
     return loaded
+
+
+def _build(factory: Callable[..., Any], source: str, kwargs: dict[str, Any]) -> Any:
+    """Call the user's class or factory with ``kwargs``, with a fixed seed: every load of the same
+    source gets the same random weights, so that export and verify agree without --weights."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # builtins and some C extensions have none
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**kwargs)
+        except TypeError as exc:
+            raise UserError(f"cannot build {source} with {kwargs}: {exc}") from exc
+    with user_code(f"building {source}"), torch.random.fork_rng():
+        torch.manual_seed(0)
+        return factory(**kwargs)
 
 
 def named_inputs(model: LoadedModel, specs: Sequence[InputSpec] | None) -> tuple[InputSpec, ...]:

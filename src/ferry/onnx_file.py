@@ -7,34 +7,50 @@ The only place that knows how a graph's real inputs are told from its initialize
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import onnx
 
-from ferry.errors import UserError
+from ferry._inputs import input_file
+from ferry.errors import UserError, first_line
 from ferry.specs import InputSpec, TensorInfo, parse_input_spec
 
 #: metadata keys whose values are JSON (the others are plain strings)
 _JSON_KEYS = ("inputs", "outputs", "task", "tolerance", "optimized")
+#: largest upscale factor a task may declare
+_MAX_SCALE = 64
 
 
-def load(path: str | os.PathLike[str], *, load_external_data: bool = True) -> onnx.ModelProto:
-    """Read an ONNX file with a clear error for a missing or corrupt file.
+def load(
+    path: str | os.PathLike[str], *, load_external_data: bool = True, check_metadata: bool = True
+) -> onnx.ModelProto:
+    """Read an ONNX file with a clear error for a missing, empty or corrupt file.
+
+    Args:
+        check_metadata: refuse a file whose ``ferry.*`` metadata is malformed (every stage reads
+            it); ``inspect`` reads such a file anyway and reports the problem.
 
     Raises:
-        UserError: the file is missing or is not a readable ONNX model.
+        UserError: the file is missing, not a regular file, empty, not an ONNX model, or holds
+            malformed ferry metadata.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"ONNX file not found: {path}")
+    path = input_file(path, "ONNX file", hint="give an .onnx file exported by ferry or torch.onnx")
     try:
-        return onnx.load(str(path), load_external_data=load_external_data)
+        proto = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf's DecodeError and friends are not part of onnx's API
-        raise UserError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc}); re-export it") from exc
+        raise UserError(f"{path} is not a readable ONNX model ({first_line(exc)}); give an intact .onnx file") from exc
+    if not proto.HasField("graph"):
+        # Protobuf parses many byte strings as an empty message: a file without a graph is no model.
+        raise UserError(f"{path} is not an ONNX model (it holds no graph); give an intact .onnx file")
+    if check_metadata:
+        problem = metadata_problem(proto)
+        if problem is not None:
+            raise UserError(f"{path}: {problem}")
+    return proto
 
 
 def _info(vi: onnx.ValueInfoProto) -> TensorInfo:
@@ -69,8 +85,8 @@ def op_histogram(proto: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(Counter(n.op_type for n in proto.graph.node).items()))
 
 
-def read_metadata(proto: onnx.ModelProto) -> dict[str, Any]:
-    """The ``ferry.*`` metadata an export stored in a model, decoded (``{}`` for other files)."""
+def _decode(proto: onnx.ModelProto) -> dict[str, Any]:
+    """The ``ferry.*`` props, JSON decoded where the key is structured (raw text when it is not JSON)."""
     meta: dict[str, Any] = {}
     for prop in proto.metadata_props:
         if not prop.key.startswith("ferry."):
@@ -78,9 +94,84 @@ def read_metadata(proto: onnx.ModelProto) -> dict[str, Any]:
         key = prop.key[len("ferry.") :]
         try:
             meta[key] = json.loads(prop.value) if key in _JSON_KEYS else prop.value
-        except json.JSONDecodeError:
-            meta[key] = prop.value
+        except (json.JSONDecodeError, RecursionError):
+            meta[key] = _Malformed(prop.value)
     return meta
+
+
+class _Malformed(str):
+    """A structured metadata value that is not JSON."""
+
+
+def _input_entries_problem(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(e, Mapping) for e in value):
+        return "is not a list of {name, spec} objects"
+    for entry in value:
+        if not isinstance(entry.get("name"), str) or not isinstance(entry.get("spec"), str):
+            return "has an entry without a string name and spec"
+        try:
+            parse_input_spec(entry["spec"])
+        except UserError as exc:
+            return f"holds a bad spec ({exc})"
+    return None
+
+
+def _task_problem(value: Any) -> str | None:
+    if not isinstance(value, Mapping):
+        return "is not an object"
+    for key in ("kind", "preprocess", "io", "colour", "input_layout", "output_layout"):
+        if key in value and not isinstance(value[key], str):
+            return f"has a {key} that is not a string"
+    scale = value.get("scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= _MAX_SCALE):
+        return f"has scale {scale!r}, not an integer from 1 to {_MAX_SCALE}"
+    return None
+
+
+def _value_problem(key: str, value: Any) -> str | None:
+    """What is wrong with one decoded metadata value, or ``None``."""
+    if isinstance(value, _Malformed):
+        return "is not valid JSON"
+    if key == "inputs":
+        return _input_entries_problem(value)
+    if key == "outputs" and not (isinstance(value, list) and all(isinstance(n, str) for n in value)):
+        return "is not a list of names"
+    if key == "task":
+        return _task_problem(value)
+    if key == "tolerance" and not (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf for v in value)
+    ):
+        return "is not a pair of non-negative numbers [rtol, atol]"
+    if key == "optimized" and not isinstance(value, Mapping):
+        return "is not an object"
+    return None
+
+
+def metadata_problem(proto: onnx.ModelProto) -> str | None:
+    """A one-line description of the first malformed ``ferry.*`` metadata prop, or ``None``."""
+    for key, value in _decode(proto).items():
+        problem = _value_problem(key, value)
+        if problem is not None:
+            return (
+                f"its ferry metadata is malformed: ferry.{key} {problem}; re-export the model with ferry,"
+                " or remove the ferry.* metadata props to use it as a plain ONNX file"
+            )
+    return None
+
+
+def read_metadata(proto: onnx.ModelProto) -> dict[str, Any]:
+    """The ``ferry.*`` metadata an export stored in a model, decoded and checked (``{}`` for other files).
+
+    Raises:
+        UserError: a prop is malformed (not JSON where JSON is stored, or not of the shape ferry
+            writes).
+    """
+    problem = metadata_problem(proto)
+    if problem is not None:
+        raise UserError(f"the ONNX model: {problem}")
+    return _decode(proto)
 
 
 def write_metadata(proto: onnx.ModelProto, meta: Mapping[str, Any]) -> None:

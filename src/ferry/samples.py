@@ -6,16 +6,19 @@ bench, optimize and run.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image
 
-from ferry.errors import UserError
-from ferry.specs import InputSpec
+from ferry._inputs import input_file
+from ferry.errors import UserError, first_line
+from ferry.specs import MAX_INPUT_BYTES, InputSpec
 
 Feeds = dict[str, np.ndarray]
 
@@ -108,17 +111,20 @@ def read_arrays(paths: Sequence[str], names: Sequence[str]) -> Feeds:
         name, sep, file = item.partition("=")
         if not sep:
             name, file = "", item
-        path = Path(file)
-        if not path.is_file():
-            raise UserError(f"input file not found: {path}")
+        path = input_file(file, "input file", hint="give a .npy or .npz file saved with numpy")
         try:
             if path.suffix == ".npz":
                 with np.load(path, allow_pickle=False) as archive:
+                    for name in archive.zip.namelist():
+                        with archive.zip.open(name) as member:
+                            _check_header(member, path, None)
                     feeds.update({k: archive[k] for k in archive.files})
                 continue
+            with path.open("rb") as f:
+                _check_header(f, path, path.stat().st_size)
             arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise UserError(f"cannot read {path} as a numpy array file: {exc}") from exc
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            raise UserError(f"cannot read {path} as a numpy array file: {first_line(exc)}") from exc
         if not name:
             if positional >= len(names):
                 raise UserError(f"more input files than the model's {len(names)} input(s): {', '.join(names)}")
@@ -126,6 +132,20 @@ def read_arrays(paths: Sequence[str], names: Sequence[str]) -> Feeds:
             positional += 1
         feeds[name] = arr
     return feeds
+
+
+def _check_header(f: IO[bytes], path: Path, file_bytes: int | None) -> None:
+    """Refuse, from its header, an array larger than an input may be or than the file holds."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_INPUT_BYTES:
+        raise UserError(f"{path} holds a {dtype} array of shape {shape}: over ferry's limit of 4 GiB per input")
+    if file_bytes is not None and nbytes > file_bytes - f.tell():
+        raise UserError(f"{path} is truncated: its header says {shape} {dtype} but the data is shorter")
 
 
 def image_samples(

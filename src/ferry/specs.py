@@ -11,6 +11,7 @@ A spec string is what users type after ``--input``::
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +26,41 @@ INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
 DTYPES = (*FLOAT_DTYPES, *INT_DTYPES, "bool")
 
 _DIM_RE = re.compile(r"^(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)=)?(?P<size>\d+)$")
+_INT_RE = re.compile(r"^[+-]?\d+$")
+
+#: most dimensions an input may have (ONNX Runtime's own limit is about this)
+MAX_RANK = 64
+#: largest sample of one input ferry allocates, in bytes
+MAX_INPUT_BYTES = 4 * 2**30
+#: elements drawn at a time by :meth:`InputSpec.sample` (in float64 or int64, then stored)
+_SAMPLE_BLOCK = 1 << 16
+#: bytes per element of the array a sample of each dtype is drawn as (bfloat16 samples are float32)
+_ITEMSIZE = {"float32": 4, "float16": 2, "float64": 8, "bfloat16": 4, "int64": 8, "int32": 4, "int16": 2}
+_ITEMSIZE |= {"int8": 1, "uint8": 1, "bool": 1}
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.3g} PiB"
+
+
+def check_size(shape: Sequence[int], dtype: str, text: str) -> None:
+    """Refuse, before anything is allocated, a sample of ``shape`` larger than :data:`MAX_INPUT_BYTES`.
+
+    Raises:
+        UserError: naming the size and the limit.
+    """
+    elements = math.prod(shape)
+    nbytes = elements * _ITEMSIZE.get(dtype, 8)
+    if nbytes > MAX_INPUT_BYTES:
+        raise UserError(
+            f"input {text!r} is {elements:.3g} elements ({_human_bytes(nbytes)} as {dtype}), over ferry's limit of"
+            f" {_human_bytes(MAX_INPUT_BYTES)} per input; give smaller example sizes (named dims stay dynamic)"
+        )
 
 
 @dataclass(frozen=True)
@@ -116,15 +152,27 @@ class InputSpec:
 
     def sample(self, rng: np.random.Generator, *, scale: float = 1.0, offset: float = 0.0) -> np.ndarray:
         """Draw one random array: normals (times ``scale`` plus ``offset``) for floats,
-        uniform integers in [low, high) for ints."""
-        if self.is_float:
-            data = rng.standard_normal(self.shape) * scale + offset
-            return data.astype(np.float32 if self.dtype == "bfloat16" else self.dtype)
-        if self.dtype == "bool":
-            return rng.integers(0, 2, self.shape).astype(bool)
+        uniform integers in [low, high) for ints.
+
+        The values are drawn in blocks straight into an array of the input's dtype (float32 for
+        bfloat16): a sample takes the memory of the array it is, not of a float64 copy, and the
+        values are those one draw of the whole array gives.
+
+        Raises:
+            UserError: the array would be larger than :data:`MAX_INPUT_BYTES`.
+        """
+        check_size(self.shape, self.dtype, str(self))
+        out = np.empty(self.shape, dtype=np.float32 if self.dtype == "bfloat16" else np.dtype(self.dtype))
+        flat = out.reshape(-1)
         low = 0 if self.low is None else self.low
-        high = 2 if self.high is None else self.high
-        return rng.integers(low, high, self.shape).astype(self.dtype)
+        high = 2 if self.high is None or self.dtype == "bool" else self.high
+        for start in range(0, flat.size, _SAMPLE_BLOCK):
+            n = min(_SAMPLE_BLOCK, flat.size - start)
+            if self.is_float:
+                flat[start : start + n] = rng.standard_normal(n) * scale + offset
+            else:
+                flat[start : start + n] = rng.integers(low, high, n)
+        return out
 
 
 def parse_input_spec(text: str) -> InputSpec:
@@ -143,10 +191,15 @@ def parse_input_spec(text: str) -> InputSpec:
         dims_text = dims_text.replace("x", ",")
     dims: list[Dim] = []
     seen: set[str] = set()
-    for token in dims_text.split(","):
+    tokens = dims_text.split(",")
+    if len(tokens) > MAX_RANK:
+        raise UserError(f"input spec {text[:60]!r}... has {len(tokens)} dimensions; at most {MAX_RANK} are supported")
+    for token in tokens:
         m = _DIM_RE.match(token.strip())
         if not m:
-            raise UserError(f"bad dimension {token!r} in input spec {text!r}; {help_text}")
+            raise UserError(f"bad dimension {token[:40]!r} in input spec {text[:100]!r}; {help_text}")
+        if len(m.group("size")) > 18:
+            raise UserError(f"dimension {token[:40]!r} in input spec {text[:100]!r} is too large")
         size = int(m.group("size"))
         name = m.group("name")
         if size < 1:
@@ -167,13 +220,26 @@ def parse_input_spec(text: str) -> InputSpec:
         if bounds:
             if dtype not in INT_DTYPES or len(bounds) != 2:
                 raise UserError(f"a value range low:high is only allowed after an integer dtype, got {text!r}")
-            try:
-                low, high = int(bounds[0]), int(bounds[1])
-            except ValueError as exc:
-                raise UserError(f"value range in {text!r} must be two integers low:high") from exc
-            if high <= low:
-                raise UserError(f"value range in {text!r} is empty: high must be greater than low")
+            low, high = _int_range(bounds, dtype, text)
+    check_size([d.size for d in dims], dtype, text)
     return InputSpec(tuple(dims), dtype, low, high)
+
+
+def _int_range(bounds: Sequence[str], dtype: str, text: str) -> tuple[int, int]:
+    """``low:high`` of an integer input: non-empty, and every value representable in ``dtype``."""
+    if not all(_INT_RE.match(b.strip()) for b in bounds):
+        raise UserError(f"value range in {text!r} must be two integers low:high")
+    info = np.iinfo(dtype)
+    fits = all(len(b.strip().lstrip("+-")) <= 20 for b in bounds)
+    low, high = (int(bounds[0]), int(bounds[1])) if fits else (info.min - 1, 0)
+    if fits and high <= low:
+        raise UserError(f"value range in {text!r} is empty: high must be greater than low")
+    if low < info.min or high - 1 > info.max:
+        raise UserError(
+            f"value range in {text[:100]!r} does not fit {dtype} ({info.min} to {info.max});"
+            f" give low >= {info.min} and high <= {info.max + 1} (high is exclusive), or a wider dtype"
+        )
+    return low, high
 
 
 def parse_input_specs(texts: Sequence[str]) -> list[InputSpec]:

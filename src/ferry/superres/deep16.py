@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ferry.errors import UserError
+from ferry._inputs import input_file
+from ferry.errors import UserError, first_line
+from ferry.images import check_pixels
 
 # Full-range BT.601 (JPEG, PIL's YCbCr), on values in [0, 1] with chroma centred on 0.5.
 _TO_YCBCR = np.array(
@@ -53,6 +55,8 @@ class Deep16:
 def is_deep_rgb(path: Path) -> bool:
     """A 16-bit RGB(A) PNG or TIFF (what Pillow would read at 8 bits or not at all)."""
     try:
+        if not path.is_file():  # never open a FIFO or a device: the read would block or not end
+            return False
         with path.open("rb") as f:
             head = f.read(26)
     except OSError:
@@ -66,39 +70,64 @@ def is_deep_rgb(path: Path) -> bool:
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages.first
                 return page.dtype == np.uint16 and page.samplesperpixel in (3, 4) and page.photometric == 2
-        except (tifffile.TiffFileError, ValueError, OSError):
+        except Exception:  # any damage: not ours to read; Pillow then says what is wrong with it
             return False
     return False
 
 
 def read(path: Path) -> Deep16:
-    """Read a 16-bit RGB(A) PNG or TIFF.
+    """Read a 16-bit RGB(A) PNG or TIFF, refusing from its header an image over the pixel limit
+    that every image reader applies (:func:`ferry.images.max_pixels`).
 
     Raises:
-        UserError: a file that cannot be decoded.
+        UserError: a file that cannot be decoded, or declares too many pixels.
     """
+    path = input_file(path, "image", hint="pass the path of an existing image file")
     try:
-        if path.read_bytes()[:8] == PNG_SIGNATURE:
-            import png
-
-            width, height, rows, meta = png.Reader(filename=os.fspath(path)).asDirect()
-            planes = 4 if meta.get("alpha") else 3
-            pixels = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width, planes)
-            return Deep16(pixels)
-        import tifffile
-
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
-            pixels = page.asarray()
-            icc = page.tags.get("InterColorProfile")
-            icc_bytes = bytes(icc.value) if icc is not None else None
-        if pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
-            raise UserError(f"{path}: expected a 16-bit RGB or RGBA image, got shape {pixels.shape}")
-        return Deep16(np.ascontiguousarray(pixels), icc_bytes)
+        with path.open("rb") as f:
+            is_png = f.read(8) == PNG_SIGNATURE
+        return _read_png(path) if is_png else _read_tiff(path)
     except UserError:
         raise
+    except MemoryError:
+        raise UserError(f"image {path} is too large to decode in the memory available here") from None
     except Exception as exc:  # pypng and tifffile raise their own error types for bad files
-        raise UserError(f"cannot read image {path}: {exc}") from exc
+        raise UserError(f"cannot read image {path}: {first_line(exc)}; pass a valid PNG or TIFF file") from exc
+
+
+def _read_png(path: Path) -> Deep16:
+    """Decode row by row into one preallocated array: the memory is the image's, once."""
+    import png
+
+    reader = png.Reader(filename=os.fspath(path))
+    reader.preamble()  # the chunks before the pixels: the size is known, nothing is decoded yet
+    check_pixels(path, reader.width, reader.height)
+    width, height, rows, meta = reader.asDirect()
+    planes = 4 if meta.get("alpha") else 3
+    pixels = np.empty((height, width * planes), dtype=np.uint16)
+    count = 0
+    for count, row in enumerate(rows, start=1):
+        if count > height:
+            break
+        pixels[count - 1] = row
+    if count != height:
+        raise UserError(f"image {path} is truncated: {count} of its {height} rows could be read")
+    return Deep16(pixels.reshape(height, width, planes))
+
+
+def _read_tiff(path: Path) -> Deep16:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        shape = tuple(int(d) for d in page.shape)
+        if len(shape) != 3 or shape[2] not in (3, 4):
+            raise UserError(f"{path}: expected a 16-bit RGB or RGBA image, got shape {shape}")
+        check_pixels(path, shape[1], shape[0])
+        pixels = page.asarray()
+        icc = page.tags.get("InterColorProfile")
+        icc_bytes = bytes(icc.value) if icc is not None else None
+    return Deep16(np.ascontiguousarray(pixels), icc_bytes)
 
 
 def split(img: Deep16) -> tuple[np.ndarray, Image.Image, Image.Image, Image.Image | None]:

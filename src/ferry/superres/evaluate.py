@@ -10,6 +10,7 @@ from typing import Any
 
 from PIL import Image
 
+from ferry.errors import UserError
 from ferry.report import Raw, esc, image_tag, table, write_html
 from ferry.superres import datasets, imaging
 from ferry.superres.scoring import Evaluation, evaluate
@@ -44,12 +45,39 @@ def evaluate_superres(
         border: pixels cropped from every side before measuring.
         report: write an HTML page with the table and crops side by side.
     """
+    if border < 0:
+        raise UserError(f"--border must not be negative, got {border}")
     images = _images(folder)
     loaded = YChannelModel(UpscaleConfig(model=model, backend=backend, precision="fp32"))
+    _check_sizes(images, loaded.scale, border)
     ev = evaluate(loaded.runner, images, scale=loaded.scale, border=border)
     if report is not None:
         _write_report(ev, images, loaded.runner, loaded.scale, model, report)
     return ev
+
+
+#: the side of SSIM's Gaussian window (sigma 1.5, truncated at 3.5 sigma): the smallest area, after
+#: the border, that can be scored
+_SSIM_WINDOW = 11
+
+
+def min_side(scale: int, border: int) -> int:
+    """The smallest photo side that can be scored: a multiple of ``scale`` that leaves SSIM's
+    window after ``border`` pixels are cropped from each side."""
+    need = max(_SSIM_WINDOW + 2 * border, scale)
+    return -(-need // scale) * scale
+
+
+def _check_sizes(images: list[tuple[str, Image.Image]], scale: int, border: int) -> None:
+    """Refuse, before any scoring, a photo too small to be downscaled and scored."""
+    side = min_side(scale, border)
+    for name, img in images:
+        w, h = img.size
+        if min(w - w % scale, h - h % scale) < side:
+            raise UserError(
+                f"{name} is {w}x{h}: too small to score at x{scale} with a {border} px border;"
+                f" give photos of at least {side}x{side} (or a smaller --border)"
+            )
 
 
 def _write_report(

@@ -22,7 +22,7 @@ import numpy as np
 
 from ferry._io import write_json_atomic
 from ferry.backends import REGISTRY, Session
-from ferry.cache import cache_dir, sha256_file
+from ferry.cache import cache_dir, sha256_file, usable_cached_model
 from ferry.errors import UserError
 from ferry.machine import library_versions, machine
 from ferry.superres import imaging
@@ -87,9 +87,10 @@ def _key(model_hash: str, threads: int, precision: str, shape: tuple[int, int]) 
 
 
 def _load_cache(path: Path) -> dict[str, Any]:
+    """The stored choices; an unreadable or damaged file is an empty cache (measured again)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -175,17 +176,39 @@ def _scale_of(path: Path) -> int:
     return info.scale
 
 
+def _stored_candidates(entry: Any) -> list[Candidate] | None:
+    """The candidates of a cache entry as ferry wrote them, or ``None`` for a damaged entry."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("candidates"), list):
+        return None
+    if not isinstance(entry.get("backend"), str) or not isinstance(entry.get("precision"), str):
+        return None
+    if isinstance(entry.get("speedup"), bool) or not isinstance(entry.get("speedup"), (int, float)):
+        return None
+    try:
+        stored = [Candidate(**c) for c in entry["candidates"]]
+    except TypeError:  # not a mapping, or keys that are not a candidate's
+        return None
+    if not all(isinstance(c.backend, str) and c.file_kind in ("fp32", "int8") for c in stored):
+        return None
+    return stored
+
+
 def _cached(cache: dict[str, Any], key: str, path: Path, int8: Path) -> RuntimeChoice | None:
-    """The choice stored under ``key``, when the file it names is still there."""
-    if key not in cache:
+    """The choice stored under ``key``, when the entry is sound and the file it names is still
+    there (a damaged entry is a miss: measured again and written over)."""
+    entry = cache.get(key)
+    stored = _stored_candidates(entry)
+    if entry is None or stored is None:
         return None
-    entry = dict(cache[key])
-    stored = [Candidate(**c) for c in entry.get("candidates", [])]
     best = next((c for c in stored if (c.backend, c.precision) == (entry["backend"], entry["precision"])), None)
-    file = int8 if best is not None and best.file_kind == "int8" else path
-    if best is None or not file.is_file():
+    if best is None or best.backend not in _CANDIDATE_BACKENDS:
         return None
-    return RuntimeChoice(entry["backend"], entry["precision"], file, entry["speedup"], stored, key, cached=True)
+    file = int8 if best.file_kind == "int8" else path
+    if file == int8 and not usable_cached_model(file):
+        return None
+    if not file.is_file():
+        return None
+    return RuntimeChoice(entry["backend"], entry["precision"], file, float(entry["speedup"]), stored, key, cached=True)
 
 
 def _open_candidates(
@@ -296,7 +319,7 @@ def int8_copy(onnx_path: str | os.PathLike[str], *, max_psnr_drop: float = 0.1) 
 
     path = Path(onnx_path)
     target = _int8_path(sha256_file(path))
-    if not target.is_file():
+    if not usable_cached_model(target):
         result = optimize(path, target, OptimizeConfig(quantize="int8", max_psnr_drop=max_psnr_drop))
         if not result:
             raise UserError(f"int8 fails the gate on the bundled photos: {result.gate.describe()}; use fp32")

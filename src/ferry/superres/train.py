@@ -208,25 +208,46 @@ def best_weights_path(checkpoint: Path) -> Path:
 
 
 def _resume(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer) -> _Progress:
-    if cfg.checkpoint is None or not cfg.checkpoint.is_file():
+    """The progress stored in the checkpoint (its model and optimizer state loaded), or a fresh
+    start when there is none yet.
+
+    Raises:
+        UserError: a checkpoint that is not a file, holds code, is damaged, or was made with
+            other settings.
+    """
+    from ferry.weights import fit, torch_load
+
+    if cfg.checkpoint is None or not cfg.checkpoint.exists():
         return _Progress()
-    ckpt = torch.load(cfg.checkpoint, map_location="cpu", weights_only=True)
+    ckpt = torch_load(cfg.checkpoint, "checkpoint")
+    damaged = UserError(f"checkpoint {cfg.checkpoint} is damaged or not one ferry train wrote; remove it to start over")
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config", {}), dict):
+        raise damaged
     made = {"arch": "espcn", "data": "bundled", **ckpt.get("config", {})}  # older checkpoints lack the keys
     if made != _identity(cfg):
         raise UserError(
             f"checkpoint {cfg.checkpoint} was made with other --scale/--seed/--arch/--data; remove it or match them"
         )
-    model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
-    best = ckpt.get("best", {})
-    return _Progress(
-        step=int(ckpt["step"]),
-        seconds=float(ckpt["seconds"]),
-        history=list(ckpt["history"]),
-        best_step=int(best.get("step", 0)),
-        best_gain=float(best.get("gain", -math.inf)),
-        best_model=best.get("model"),
-    )
+    try:
+        best = ckpt.get("best", {})
+        progress = _Progress(
+            step=int(ckpt["step"]),
+            seconds=float(ckpt["seconds"]),
+            history=[dict(h) for h in ckpt["history"]],
+            best_step=int(best.get("step", 0)),
+            best_gain=float(best.get("gain", -math.inf)),
+            best_model=best.get("model"),
+        )
+        best_model = progress.best_model
+        if progress.step < 0 or not (
+            best_model is None or all(isinstance(v, torch.Tensor) for v in best_model.values())
+        ):
+            raise damaged
+        fit(model, ckpt["model"], cfg.checkpoint)
+        opt.load_state_dict(ckpt["optimizer"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise damaged from exc
+    return progress
 
 
 def _save_checkpoint(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, progress: _Progress) -> None:

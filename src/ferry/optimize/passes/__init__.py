@@ -4,13 +4,15 @@ it, and says what it did (:class:`PassResult`); ``optimize`` chains them and the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
 
-from ferry.errors import UserError
+from ferry._messages import native_message
+from ferry.errors import FerryError, UnsupportedModelError, UserError
 
 _COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
@@ -22,6 +24,31 @@ class PassResult:
     path: Path
     step: str
     kept_float: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def running(tool: str, hint: str) -> Iterator[None]:
+    """Run a third-party optimizer or quantizer: whatever it raises on a model it cannot take
+    becomes one line naming the tool and what to try (ferry's errors and the operating system's
+    pass unchanged).
+
+    Raises:
+        UnsupportedModelError: the tool failed, with the first line of its message.
+    """
+    try:
+        yield
+    except FerryError:
+        raise
+    except OSError as exc:
+        if exc.errno is not None:
+            raise
+        raise _failed(tool, hint, exc) from exc
+    except Exception as exc:  # the tools raise their own error types (and plain asserts)
+        raise _failed(tool, hint, exc) from exc
+
+
+def _failed(tool: str, hint: str, exc: BaseException) -> UnsupportedModelError:
+    return UnsupportedModelError(f"{tool} failed on this model ({native_message(exc)}); {hint}")
 
 
 def nodes_to_exclude(proto: onnx.ModelProto, keep: Sequence[str]) -> list[str]:

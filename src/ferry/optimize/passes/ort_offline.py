@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ferry.errors import UserError
-from ferry.optimize.passes import PassResult
+from ferry.optimize.passes import PassResult, running
 
 
 def ort_offline(src: Path, dst: Path, level: str) -> PassResult:
@@ -20,8 +19,6 @@ def ort_offline(src: Path, dst: Path, level: str) -> PassResult:
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     }[level]
     so.optimized_model_filepath = os.fspath(dst)
-    try:
+    with running("ONNX Runtime's offline optimizer", "try --level none"):
         ort.InferenceSession(os.fspath(src), so, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise UserError(f"ONNX Runtime cannot optimize the model: {' '.join(str(exc).split())[:400]}") from exc
     return PassResult(dst, f"onnxruntime-{level}")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from ferry.optimize.passes import PassResult, nodes_to_exclude
+from ferry.optimize.passes import PassResult, nodes_to_exclude, running
 
 if TYPE_CHECKING:
     from ferry.optimize._results import OptimizeConfig
@@ -21,7 +21,8 @@ def pre_process(src: Path, dst: Path, *, optimize: bool) -> PassResult:
     """Shape inference and (optionally) graph optimization before quantization."""
     from onnxruntime.quantization import quant_pre_process
 
-    quant_pre_process(os.fspath(src), os.fspath(dst), skip_optimization=not optimize)
+    with running("ONNX Runtime's quantization pre-processing", "try --level none, or --quantize dynamic"):
+        quant_pre_process(os.fspath(src), os.fspath(dst), skip_optimization=not optimize)
     return PassResult(dst, "quant-pre-process")
 
 
@@ -48,7 +49,10 @@ def quantize_static(src: Path, dst: Path, data: list[dict[str, np.ndarray]], cfg
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[cfg.method]
-    with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
+    with (
+        running("ONNX Runtime's int8 quantizer", "try --quantize dynamic, or --keep-float on the failing nodes"),
+        contextlib.redirect_stdout(io.StringIO()),  # the calibrator prints its progress
+    ):
         ort_quantize_static(
             os.fspath(src),
             os.fspath(dst),
@@ -69,11 +73,12 @@ def quantize_dynamic(src: Path, dst: Path, cfg: OptimizeConfig) -> PassResult:
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
     excluded = nodes_to_exclude(onnx.load(os.fspath(src), load_external_data=False), cfg.keep_float)
-    ort_quantize_dynamic(
-        os.fspath(src),
-        os.fspath(dst),
-        per_channel=cfg.per_channel,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=excluded,
-    )
+    with running("ONNX Runtime's dynamic quantizer", "try --keep-float on the failing nodes, or --quantize fp16"):
+        ort_quantize_dynamic(
+            os.fspath(src),
+            os.fspath(dst),
+            per_channel=cfg.per_channel,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded,
+        )
     return PassResult(dst, "int8-dynamic", excluded)

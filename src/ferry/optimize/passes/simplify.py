@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 
 from ferry.errors import MissingDependencyError
-from ferry.optimize.passes import PassResult
+from ferry.optimize.passes import PassResult, running
 
 
 def simplify(proto: onnx.ModelProto, dst: Path) -> PassResult:
@@ -17,5 +17,7 @@ def simplify(proto: onnx.ModelProto, dst: Path) -> PassResult:
         import onnxslim
     except ImportError as exc:  # a core dependency; only a broken install lacks it
         raise MissingDependencyError("onnxslim is not installed: pip install onnxslim") from exc
-    onnx.save(onnxslim.slim(proto), os.fspath(dst))
+    with running("onnxslim", "try --no-simplify"):
+        slim = onnxslim.slim(proto)
+    onnx.save(slim, os.fspath(dst))
     return PassResult(dst, "onnxslim")

@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from ferry._messages import native_message
+from ferry.errors import FerryError, UnsupportedModelError, UserError
 from ferry.registry import importable
 from ferry.specs import InputSpec
 from ferry.tasks import TaskInfo
@@ -51,6 +54,76 @@ class Target:
 
     def available(self) -> bool:
         return importable(self.module)
+
+
+@contextlib.contextmanager
+def converting(target: str, tool: str) -> Iterator[None]:
+    """Run a converter: whatever it raises on a model it cannot take becomes one line naming the
+    target and the tool (ferry's errors and the operating system's, a full disk, pass unchanged).
+
+    Raises:
+        UnsupportedModelError: the converter failed, with the first line of its message.
+    """
+    try:
+        yield
+    except FerryError:
+        raise
+    except OSError as exc:
+        if exc.errno is not None:
+            raise
+        raise _unsupported(target, tool, exc) from exc
+    except Exception as exc:  # converters raise their own (often C++) error types
+        raise _unsupported(target, tool, exc) from exc
+
+
+def _unsupported(target: str, tool: str, exc: BaseException) -> UnsupportedModelError:
+    detail = native_message(exc)
+    return UnsupportedModelError(
+        f"the {target} target: {tool} cannot convert this model ({detail}); check it with `ferry check`,"
+        " or choose another target"
+    )
+
+
+def external_data_files(onnx_path: Path) -> list[str]:
+    """The external data files a model's initializers point to, relative to its folder.
+
+    Raises:
+        UserError: a location outside the model's folder (absolute, or with ``..``).
+    """
+    import onnx
+
+    from ferry import onnx_file
+
+    proto = onnx_file.load(onnx_path, load_external_data=False)
+    locations: list[str] = []
+    for tensor in _all_tensors(proto):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        parts = PurePosixPath(location.replace("\\", "/")).parts
+        if not location or location.startswith(("/", "\\")) or ".." in parts or ":" in location:
+            raise UserError(
+                f"{onnx_path}: initializer {tensor.name!r} points outside the model's folder ({location!r});"
+                " keep external data beside the model"
+            )
+        if location not in locations:
+            locations.append(location)
+    return locations
+
+
+def _all_tensors(proto: Any) -> Iterator[Any]:
+    """Every initializer, in the main graph and in subgraphs (If, Loop, Scan bodies)."""
+    import onnx
+
+    graphs = [proto.graph]
+    while graphs:
+        graph = graphs.pop()
+        yield from graph.initializer
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    graphs.append(attr.g)
+                graphs.extend(attr.graphs)
 
 
 def write_readme(ctx: BuildContext, runtime: str, snippet: Sequence[str]) -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from ferry.package.targets.base import BuildContext, Target, write_readme
+from ferry.package.targets.base import BuildContext, Target, converting, write_readme
 
 
 def build_executorch(ctx: BuildContext) -> list[str]:
     from ferry.convert.executorch import DYNAMIC_BOUND, delegated_ops, pte_from_module
 
     assert ctx.loaded is not None
-    lowered = pte_from_module(ctx.loaded.module, ctx.specs)
+    with converting("executorch", "torch.export and ExecuTorch's lowering"):
+        lowered = pte_from_module(ctx.loaded.module, ctx.specs)
     (ctx.folder / "model.pte").write_bytes(lowered.program)
     ops = delegated_ops(lowered.program)
     fixed = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ferry.package.targets.base import BuildContext, Target, write_readme
+from ferry.package.targets.base import BuildContext, Target, converting, write_readme
 from ferry.specs import Dim
 
 
@@ -12,7 +12,9 @@ def build_litert(ctx: BuildContext) -> list[str]:
     from ferry.convert.litert import tflite_from_module
 
     assert ctx.loaded is not None
-    (ctx.folder / "model.tflite").write_bytes(tflite_from_module(ctx.loaded.module, ctx.specs))
+    with converting("litert", "litert-torch"):
+        flatbuffer = tflite_from_module(ctx.loaded.module, ctx.specs)
+    (ctx.folder / "model.tflite").write_bytes(flatbuffer)
     dynamic = [f"{s.name}[{a}]" for s in ctx.specs for a in s.dynamic_axes]
     # The flatbuffer has static shapes: the manifest must not promise dynamic axes.
     ctx.specs = tuple(replace(s, dims=tuple(Dim(d.size) for d in s.dims)) for s in ctx.specs)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from ferry.package.targets.base import BuildContext, Target, write_readme
+from ferry.package.targets.base import BuildContext, Target, converting, write_readme
 
 
 def build_mnn(ctx: BuildContext) -> list[str]:
     from ferry.backends.mnn import WINOGRAD_LIMITED, WINOGRAD_MEMORY_LEVEL
     from ferry.convert.mnn import mnn_from_onnx
 
-    mnn_from_onnx(ctx.onnx_path, ctx.folder / "model.mnn")
+    with converting("mnn", "MNN's converter"):
+        mnn_from_onnx(ctx.onnx_path, ctx.folder / "model.mnn")
     ctx.notes.append(
         f"Set the hint WINOGRAD_MEMORY_LEVEL ({WINOGRAD_MEMORY_LEVEL}) to {WINOGRAD_LIMITED} on the runtime"
         " manager to get fp32 results (ferry verified it so); MNN's default Winograd set differs by up to 1e-3."

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from ferry.package.targets.base import BuildContext, Target, write_readme
+from ferry.package.targets.base import BuildContext, Target, converting, write_readme
 
 
 def build_ncnn(ctx: BuildContext) -> list[str]:
     from ferry.convert.ncnn import ncnn_from_module
 
     assert ctx.loaded is not None
-    model = ncnn_from_module(ctx.loaded.module, ctx.specs)
+    with converting("ncnn", "pnnx"):
+        model = ncnn_from_module(ctx.loaded.module, ctx.specs)
     (ctx.folder / "model.ncnn.param").write_text(model.param)
     (ctx.folder / "model.ncnn.bin").write_bytes(model.weights)
     ctx.extra["blobs"] = {"inputs": [f"in{k}" for k in range(len(ctx.specs))], "outputs": "out0, out1, ..."}

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import os
 
-from ferry.errors import UserError
-from ferry.package.targets.base import BuildContext, Target, write_readme
+from ferry.package.targets.base import BuildContext, Target, converting, write_readme
 
 
 def build_openvino(ctx: BuildContext) -> list[str]:
     import openvino as ov
 
-    try:
+    with converting("openvino", "OpenVINO"):
         model = ov.convert_model(os.fspath(ctx.onnx_path))
         # fp32 weights: the IR computes what the ONNX file does (OpenVINO picks bf16 at run time
         # on CPUs that have it unless INFERENCE_PRECISION_HINT is f32).
         ov.save_model(model, os.fspath(ctx.folder / "model.xml"), compress_to_fp16=False)
-    except RuntimeError as exc:
-        raise UserError(f"OpenVINO cannot convert the model: {' '.join(str(exc).split())[:300]}") from exc
     write_readme(
         ctx,
         "OpenVINO IR",

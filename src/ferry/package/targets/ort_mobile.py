@@ -7,12 +7,15 @@ import tempfile
 from pathlib import Path
 
 from ferry.convert.ort import ort_from_onnx, required_operators
-from ferry.package.targets.base import BuildContext, Target, write_readme
+from ferry.errors import UnsupportedModelError
+from ferry.package.targets.base import BuildContext, Target, converting, external_data_files, write_readme
 
 
 def build_ort_mobile(ctx: BuildContext) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="ferry-ort-") as tmp:
-        ort_file, config = ort_from_onnx(ctx.onnx_path, Path(tmp))
+        source = _one_file(ctx.onnx_path, Path(tmp))
+        with converting("ort-mobile", "ONNX Runtime's ORT-format converter"):
+            ort_file, config = ort_from_onnx(source, Path(tmp))
         shutil.copyfile(ort_file, ctx.folder / "model.ort")
         shutil.copyfile(config, ctx.folder / "required_operators_and_types.config")
     ctx.extra["required_operators"] = required_operators(ctx.folder / "required_operators_and_types.config")
@@ -32,6 +35,27 @@ def build_ort_mobile(ctx: BuildContext) -> list[str]:
         ],
     )
     return ["model.ort", "required_operators_and_types.config", "README.md"]
+
+
+def _one_file(onnx_path: Path, tmp: Path) -> Path:
+    """The model with its external data (the converter copies the ONNX file alone) read back into
+    one file in ``tmp``; the file itself when it has none.
+
+    Raises:
+        UnsupportedModelError: weights over the 2 GB an ORT-format file can hold.
+    """
+    import onnx
+
+    from ferry import onnx_file
+
+    if not external_data_files(onnx_path):
+        return onnx_path
+    proto = onnx_file.load(onnx_path)
+    if proto.ByteSize() >= 2**31:
+        raise UnsupportedModelError("the ort-mobile target: an ORT-format file holds at most 2 GB of weights")
+    single = tmp / "inline.onnx"
+    onnx.save(proto, str(single))
+    return single
 
 
 TARGET = Target(
