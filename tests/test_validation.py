@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
 
 import ferry
 from ferry.errors import UnsupportedModelError, UserError
@@ -576,3 +578,45 @@ def test_eval_refuses_a_photo_too_small_to_score(cli, tmp_path: Path) -> None:
     Image.new("RGB", (12, 12), "white").save(folder / "tiny.png")
     _one_line_error(cli("eval", "superres", folder), "tiny.png is 12x12", "at least 18x18")
     _one_line_error(cli("eval", "superres", folder, "--border", "-1"), "--border")
+
+
+class _Exits(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise SystemExit(3)
+
+
+def test_a_model_that_calls_sys_exit_is_the_users_error(tmp_path: Path, tiny: Any) -> None:
+    import ferry
+    from ferry.errors import UserError
+    from ferry.specs import parse_input_specs
+
+    with pytest.raises(UserError, match=r"sys.exit\(3\)"):
+        ferry.export(_Exits(), tmp_path / "m.onnx", inputs=parse_input_specs(["2,3"]))
+    good = tmp_path / "t.onnx"
+    ferry.export(tiny("TinyConv"), good, inputs=parse_input_specs(["1,3,8,8"]))
+    with pytest.raises(UserError, match="SystemExit"):
+        ferry.verify(_Exits(), good)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_upscale_refuses_a_fifo_negative_writers_and_a_task_without_scale(tmp_path: Path, cli: Any) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    res = cli("upscale", fifo, "-o", tmp_path / "out.png")
+    assert res.code == 1 and "pipe.png" in res.err
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (24, 24), (90, 120, 150)).save(photo)
+    res = cli("upscale", photo, "-o", tmp_path / "o.png", "--writers", "-1")
+    assert res.code == 1 and "--writers" in res.err
+    from ferry.onnx_file import write_metadata
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, "h", "w"])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, "h", "w"])
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "g", [x], [y])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    write_metadata(proto, {"task": {"kind": "super-resolution"}})  # no scale
+    onnx.save(proto, tmp_path / "noscale.onnx")
+    res = cli("upscale", photo, "-o", tmp_path / "o2.png", "--model", tmp_path / "noscale.onnx")
+    assert res.code == 1 and "scale" in res.err, res.err

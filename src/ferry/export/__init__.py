@@ -148,6 +148,8 @@ def _forward(loaded: LoadedModel, specs: Sequence[InputSpec]) -> Any:
             return loaded.module(*example_inputs(specs))
     except UserError:
         raise
+    except SystemExit as exc:
+        raise UserError(f"{loaded.source} called sys.exit({exc.code!r}) in forward(); a model must not exit") from exc
     except Exception as exc:  # the user's forward() may raise anything
         raise UserError(
             f"{loaded.source} failed on example inputs {[str(s) for s in specs]}: {first_line(exc, root=True)};"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ferry._inputs import input_file
 from ferry._io import atomic_path, is_temp_name, reading, refuse_if_input, remove_stale_temps
 from ferry.errors import UserError, describe_os_error
 from ferry.superres import deep16, imaging
@@ -164,8 +165,11 @@ class YChannelModel:
             from ferry.onnx_file import read_metadata
 
             task = read_metadata(onnx_file.load(path, load_external_data=False)).get("task") or {}
-            if task.get("kind") != "super-resolution":
-                raise UserError(f"{path} was not exported by ferry from a super-resolution model")
+            if task.get("kind") != "super-resolution" or not isinstance(task.get("scale"), int):
+                raise UserError(
+                    f"{path} was not exported by ferry from a super-resolution model (its ferry.task metadata"
+                    " names no kind super-resolution with an integer scale); export it again with ferry export"
+                )
             self.scale = int(task["scale"])
             _check_scale(model, self.scale, cfg.scale)
         backend = cfg.backend
@@ -469,6 +473,8 @@ def _validate(src: Path, out: Path, cfg: UpscaleConfig) -> None:
     """Refuse, before a model is built, what cannot work; ``out`` may not be an input."""
     if not os.path.exists(src):
         raise UserError(f"input not found: {src}")
+    if not src.is_dir():  # a FIFO or /dev/zero would be read forever
+        input_file(src, "image or video", hint="give an image, a video or a folder of them")
     if src.is_file() and src.suffix.lower() not in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES):
         raise UserError(
             f"unsupported input {src}: give an image ({', '.join(IMAGE_SUFFIXES)}),"
@@ -481,6 +487,8 @@ def _validate(src: Path, out: Path, cfg: UpscaleConfig) -> None:
         raise UserError("--tile and --overlap must not be negative")
     if cfg.batch < 1:
         raise UserError(f"--batch must be at least 1, got {cfg.batch}")
+    if cfg.writers < 0:
+        raise UserError(f"--writers must be 0 (one per core) or more, got {cfg.writers}")
     if cfg.batch > 1 and not cfg.tile:
         raise UserError("--batch groups the tiles of an image: give --tile too")
     if not 0 <= cfg.png_compression <= 9:

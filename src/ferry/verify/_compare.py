@@ -100,7 +100,7 @@ def run_cases(
             ref = reference.run(feeds).outputs
         except UserError:
             raise
-        except Exception as exc:  # the user's forward() may raise anything at a new shape
+        except (Exception, SystemExit) as exc:  # the user's forward() may raise anything at a new shape
             raise UserError(f"the PyTorch model failed at {label}: {type(exc).__name__}: {exc}") from exc
         exact = judge.exact(label, feeds)
         for name, sub in sessions.items():
