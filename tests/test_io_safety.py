@@ -387,3 +387,18 @@ def test_sigterm_is_handled_like_sigint(tmp_path: Path, signum: int, code: int, 
     assert proc.returncode == code, err
     assert err.strip().splitlines()[-1] == word
     assert not _temps(tmp_path) and not _temps(src)
+
+
+def test_verify_run_and_optimize_never_write_onto_the_model(tmp_path: Path, cli: Any, tiny: Any) -> None:
+    model = tmp_path / "t.onnx"
+    assert cli("export", tiny("TinyConv"), "-o", model, "--input", "1,3,8,8").code == 0
+    before = model.read_bytes()
+    for args in (
+        ("verify", tiny("TinyConv"), model, "--report", model),
+        ("verify", tiny("TinyConv"), model, "--json", model),
+        ("run", model, "--input", "1,3,8,8", "--json", model),
+        ("optimize", model, "-o", model),
+    ):
+        res = cli(*args)
+        assert res.code == 1, (args, res.err)
+        assert model.read_bytes() == before, args

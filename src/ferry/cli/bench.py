@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ferry._io import add_inputs
 from ferry.cli._options import ArgOpt, JsonOpt, ReportOpt, WeightsOpt
 from ferry.cli._render import console, emit_json, err_console, quiet_human
 from ferry.errors import UserError
@@ -62,6 +63,7 @@ def bench_cmd(
 ) -> None:
     """Time a model on every runtime (interleaved runs), with ratios against PyTorch eager; warns when the
     machine is busy or the runs spread too wide to trust the numbers."""
+    add_inputs(model_or_file, model)  # no output may land on what the command reads
     from ferry.bench import BENCH_HEADERS, BenchConfig, bench, bench_rows, write_bench_report
     from ferry.machine import describe
     from ferry.specs import parse_input_spec, parse_kwargs

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from ferry._defaults import DEFAULT_OPSET
+from ferry._io import add_inputs
 from ferry.cli._options import ArgOpt, InputOpt, JsonOpt, WeightsOpt, specs_from
 from ferry.cli._render import console, emit_json, human_bytes, quiet_human, status
 
@@ -84,6 +85,7 @@ def export_cmd(
     json_out: JsonOpt = None,
 ) -> None:
     """Export a PyTorch model to ONNX with named inputs/outputs and dynamic axes."""
+    add_inputs(model)  # no output may land on what the command reads
     from ferry.export import ExportConfig, export
     from ferry.specs import parse_kwargs
 

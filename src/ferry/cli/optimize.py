@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ferry._io import add_inputs
 from ferry.cli._options import JsonOpt
 from ferry.cli._render import console, emit_json, human_bytes, quiet_human, status
 
@@ -53,6 +54,7 @@ def optimize_cmd(
     json_out: JsonOpt = None,
 ) -> None:
     """Simplify, optimize and quantize an ONNX file; verify it against the original. Exit 2 if refused."""
+    add_inputs(file)  # no output may land on what the command reads
     from ferry.optimize import OptimizeConfig, optimize, refuse
 
     keep = () if keep_float.strip() == "none" else tuple(k.strip() for k in keep_float.split(",") if k.strip())

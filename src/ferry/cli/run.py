@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ferry._io import add_inputs
 from ferry.cli._options import JsonOpt
 from ferry.cli._render import console, emit_json, quiet_human
 
@@ -32,6 +33,7 @@ def run_cmd(
     json_out: JsonOpt = None,
 ) -> None:
     """Run an ONNX model on arrays from files, or on random inputs from shape specs."""
+    add_inputs(file, *(input or []))  # no output may land on what the command reads
     from ferry.onnx_file import input_names
     from ferry.run import run, save_outputs
     from ferry.samples import is_array_file, read_arrays

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ferry._io import add_inputs
 from ferry.backends import NAMES
 from ferry.cli._options import ArgOpt, JsonOpt, ReportOpt, WeightsOpt, specs_from
 from ferry.cli._render import console, emit_json, quiet_human, status
@@ -89,6 +90,7 @@ def verify_cmd(
     ] = None,
 ) -> None:
     """Compare PyTorch eager with ONNX runtimes on several samples and shapes. Exit 2 on mismatch."""
+    add_inputs(model, file, *(input or []), images)  # no output may land on what the command reads
     import numpy as np
 
     from ferry.compare import parse_tolerance
