@@ -3,9 +3,11 @@ codes, ONNX Runtime's status prefix, the temporary file a tool loaded, or C++ so
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Iterator
 
-from ferry.errors import first_line
+from ferry.errors import FerryError, first_line
 
 #: terminal escape codes (colours, cursor moves) that torch and others put in messages
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -25,3 +27,20 @@ def native_message(exc: BaseException, *, limit: int = 300) -> str:
     for noise in _NOISE:
         text = noise.sub("", text)
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+@contextlib.contextmanager
+def foreign_errors(wrap: Callable[[BaseException], FerryError]) -> Iterator[None]:
+    """Run a third-party tool (a converter, an optimizer): whatever it raises on a model it cannot
+    take becomes ``wrap(exc)``; ferry's own errors and the operating system's (an ``OSError`` with
+    an errno: a full disk, a permission) pass unchanged."""
+    try:
+        yield
+    except FerryError:
+        raise
+    except OSError as exc:
+        if exc.errno is not None:
+            raise
+        raise wrap(exc) from exc
+    except Exception as exc:  # the tools raise their own (often C++) error types, and plain asserts
+        raise wrap(exc) from exc

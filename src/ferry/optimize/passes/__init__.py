@@ -11,8 +11,8 @@ from pathlib import Path
 
 import onnx
 
-from ferry._messages import native_message
-from ferry.errors import FerryError, UnsupportedModelError, UserError
+from ferry._messages import foreign_errors, native_message
+from ferry.errors import UnsupportedModelError, UserError
 
 _COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
@@ -35,16 +35,8 @@ def running(tool: str, hint: str) -> Iterator[None]:
     Raises:
         UnsupportedModelError: the tool failed, with the first line of its message.
     """
-    try:
+    with foreign_errors(lambda exc: _failed(tool, hint, exc)):
         yield
-    except FerryError:
-        raise
-    except OSError as exc:
-        if exc.errno is not None:
-            raise
-        raise _failed(tool, hint, exc) from exc
-    except Exception as exc:  # the tools raise their own error types (and plain asserts)
-        raise _failed(tool, hint, exc) from exc
 
 
 def _failed(tool: str, hint: str, exc: BaseException) -> UnsupportedModelError:

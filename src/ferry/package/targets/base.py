@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from ferry._messages import native_message
-from ferry.errors import FerryError, UnsupportedModelError, UserError
+from ferry._messages import foreign_errors, native_message
+from ferry.errors import UnsupportedModelError, UserError
 from ferry.registry import importable
 from ferry.specs import InputSpec
 from ferry.tasks import TaskInfo
@@ -64,16 +64,8 @@ def converting(target: str, tool: str) -> Iterator[None]:
     Raises:
         UnsupportedModelError: the converter failed, with the first line of its message.
     """
-    try:
+    with foreign_errors(lambda exc: _unsupported(target, tool, exc)):
         yield
-    except FerryError:
-        raise
-    except OSError as exc:
-        if exc.errno is not None:
-            raise
-        raise _unsupported(target, tool, exc) from exc
-    except Exception as exc:  # converters raise their own (often C++) error types
-        raise _unsupported(target, tool, exc) from exc
 
 
 def _unsupported(target: str, tool: str, exc: BaseException) -> UnsupportedModelError:
