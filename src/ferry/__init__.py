@@ -49,6 +49,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "package": ("ferry.package", "package"),
     "RunResult": ("ferry.run", "RunResult"),
     "run": ("ferry.run", "run"),
+    "ServeConfig": ("ferry.serve", "ServeConfig"),
+    "serve": ("ferry.serve", "serve"),
     "InputSpec": ("ferry.specs", "InputSpec"),
     "parse_input_spec": ("ferry.specs", "parse_input_spec"),
     "evaluate_superres": ("ferry.superres.scoring", "evaluate"),
@@ -107,6 +109,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from ferry.optimize import OptimizeConfig, OptimizeResult, optimize
     from ferry.package import PackageResult, package
     from ferry.run import RunResult, run
+    from ferry.serve import ServeConfig, serve
     from ferry.specs import InputSpec, parse_input_spec
     from ferry.superres.demo import DemoResult, run_demo
     from ferry.superres.evaluate import evaluate_superres as eval_superres
@@ -136,6 +139,7 @@ __all__ = [
     "OutputStats",
     "PackageResult",
     "RunResult",
+    "ServeConfig",
     "Tolerance",
     "TrainConfig",
     "TrainResult",
@@ -160,6 +164,7 @@ __all__ = [
     "parse_input_spec",
     "run",
     "run_demo",
+    "serve",
     "super_resolve",
     "train_superres",
     "upscale",

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ferry.models import LoadedModel
     from ferry.optimize import Gate
     from ferry.package.targets.base import BuildContext
+    from ferry.serve import Endpoint, ServeContext
 
 ENTRY_POINT_GROUP = "ferry.tasks"
 
@@ -131,6 +132,12 @@ class Task:
             a report section of every runtime on real photos, or ``None``.
         web_page: the ``web`` package target: writes the page and the model it runs into the
             package folder and returns the file names.
+        serve_backend: ``ferry serve --backend auto``: ``(onnx_path, threads, on_status)`` -> the
+            backend name to serve this model on (a measured choice), or ``None`` for ONNX Runtime.
+            The choice must keep the model's numbers (fp32): the inference endpoint returns them.
+        serve_endpoints: ``ferry serve``: ``ServeContext`` -> the task's own HTTP endpoints
+            (path -> :class:`ferry.serve.Endpoint`, e.g. ``POST /upscale`` and a page at ``/``)
+            beside the inference protocol, or ``None``.
     """
 
     name: str
@@ -144,6 +151,8 @@ class Task:
         | None
     ) = None
     web_page: Callable[[BuildContext], list[str]] | None = None
+    serve_backend: Callable[[os.PathLike[str] | str, int, Callable[[str], None] | None], str | None] | None = None
+    serve_endpoints: Callable[[ServeContext], Mapping[str, Endpoint] | None] | None = None
 
 
 RunFn = Callable[[Mapping[str, Any]], Sequence[Any]]

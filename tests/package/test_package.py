@@ -28,10 +28,11 @@ def _eager(x: np.ndarray) -> np.ndarray:
 
 def _run_package(target: str, folder: Path, x: np.ndarray) -> np.ndarray:
     """Run the packaged artifact on its own runtime."""
-    if target in ("onnx", "ort-mobile"):
+    if target in ("onnx", "ort-mobile", "triton"):
         import onnxruntime as ort
 
-        name = "model.onnx" if target == "onnx" else "model.ort"
+        # triton: the repository's model folder (tests/serve/test_triton.py serves and parses it)
+        name = {"onnx": "model.onnx", "ort-mobile": "model.ort", "triton": "superres/1/model.onnx"}[target]
         return ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     if target == "openvino":
         import openvino as ov

@@ -148,6 +148,30 @@ def web_page(ctx: Any) -> list[str]:
     return ["model.onnx", *files, "index.html", "app.js"]
 
 
+def serve_backend(onnx_path: str | os.PathLike[str], threads: int, on_status: Any) -> str | None:
+    """``ferry serve --backend auto``: ``ferry upscale``'s runtime choice (measured once, cached),
+    kept to fp32 arithmetic so that the inference endpoint returns the model's numbers."""
+    from ferry import onnx_file
+    from ferry.superres.runtime_choice import choose_runtime
+
+    if not _y_channel(TaskInfo.from_dict(onnx_file.stored_task(onnx_file.load(onnx_path, load_external_data=False)))):
+        return None
+    choice = choose_runtime(onnx_path, threads=threads, precision="fp32", on_status=on_status)
+    if choice.precision == "fp32":
+        return choice.backend
+    exact = [c for c in choice.candidates if c.verified and c.precision == "fp32" and c.median_ms is not None]
+    return min(exact, key=lambda c: c.median_ms or 0.0).backend if exact else "onnxruntime"
+
+
+def serve_endpoints(ctx: Any) -> Any:
+    """``ferry serve``: ``POST /upscale`` (an image in, the upscaled image out) and a page at ``/``."""
+    if not _y_channel(ctx.info):
+        return None
+    from ferry.superres.serve import endpoints
+
+    return endpoints(ctx)
+
+
 TASK = Task(
     name=KIND,
     summary="upscale photos: the tutorial's YCbCr pipeline around a Y-channel network",
@@ -157,4 +181,6 @@ TASK = Task(
     calibration_images=calibration_images,
     photo_report=photo_report,
     web_page=web_page,
+    serve_backend=serve_backend,
+    serve_endpoints=serve_endpoints,
 )

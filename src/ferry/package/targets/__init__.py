@@ -15,17 +15,17 @@ from ferry.registry import Registry
 
 
 def _build_registry() -> Registry[Target]:
-    from ferry.package.targets import executorch, litert, mnn, ncnn, onnx, openvino, ort_mobile, web
+    from ferry.package.targets import executorch, litert, mnn, ncnn, onnx, openvino, ort_mobile, triton, web
 
     reg: Registry[Target] = Registry("target")
-    for module in (onnx, ort_mobile, openvino, executorch, litert, mnn, ncnn, web):
+    for module in (onnx, ort_mobile, openvino, executorch, litert, mnn, ncnn, web, triton):
         reg.register(module.TARGET)
     return reg
 
 
 #: The registered names, known without importing any converter (``--help`` lists them); a test
 #: holds them equal to the registry's.
-NAMES = ("executorch", "litert", "mnn", "ncnn", "onnx", "openvino", "ort-mobile", "web")
+NAMES = ("executorch", "litert", "mnn", "ncnn", "onnx", "openvino", "ort-mobile", "web", "triton")
 
 
 @functools.cache
