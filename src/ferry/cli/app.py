@@ -109,7 +109,7 @@ class _Signals:
         previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
-                if signal.getsignal(signum) is default:
+                if signal.getsignal(signum) == default:  # SIG_DFL may come back as a plain 0
                     previous[signum] = signal.signal(signum, self.handle)
         try:
             yield
