@@ -41,10 +41,13 @@ def test_a_model_executorch_cannot_take_is_named_and_does_not_fail_all(
     path = tmp_path / "sign.onnx"
     source = tiny("SignBranch")
     ferry.export(source, path, inputs=[parse_input_spec("2,3")])  # auto: TorchScript fallback
-    with pytest.raises(UserError, match="ExecuTorch cannot lower the model"):
-        ferry.verify(
-            source, path, inputs=[parse_input_spec("2,3")], config=ferry.VerifyConfig(backends=("executorch",))
-        )
+    # Named, its refusal is a row that fails the run (the user asked for this runtime), with the reason.
+    named = ferry.verify(
+        source, path, inputs=[parse_input_spec("2,3")], config=ferry.VerifyConfig(backends=("executorch",))
+    )
+    verdict = named.backends["executorch"]
+    assert (verdict.status, verdict.gating, named.ok) == ("refused", True, False)
+    assert "ExecuTorch cannot lower the model" in verdict.refused
     report = ferry.verify(
         tiny("TinyConv"), _tiny_conv(tmp_path, tiny), config=ferry.VerifyConfig(backends=("onnxruntime", "executorch"))
     )
