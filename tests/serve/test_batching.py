@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -33,7 +34,10 @@ class Doubler:
 
 
 def run(coro_fn, *args):  # type: ignore[no-untyped-def]
-    return asyncio.run(coro_fn(*args))
+    """The coroutine on an event loop of its own thread: the main thread may hold a running loop
+    (Playwright's sync API keeps one while the ort-web backend's browser is open)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro_fn(*args)).result()
 
 
 def test_same_shapes_share_a_call_and_get_their_own_rows_back() -> None:
