@@ -65,7 +65,7 @@ def usable_cached_model(path: Path) -> bool:
         return False
     try:
         onnx.checker.check_model(onnx_file.load(path, load_external_data=False))
-    except (UserError, onnx.checker.ValidationError):
+    except (UserError, onnx.checker.ValidationError, ValueError):  # ValueError: from onnx's C++ checker
         warnings.warn(f"rebuilding {path} in ferry's cache: the file there is damaged", FerryWarning, 2)
         with contextlib.suppress(OSError):  # an entry that cannot be removed is written over
             path.unlink()

@@ -39,6 +39,8 @@ class CheckResult:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):  # onnx's message quotes a name whose bytes are not UTF-8
+        return "the model holds a name or string that is not UTF-8 text (a damaged file?)"
     return " ".join(str(exc).split())[:600]
 
 
@@ -111,10 +113,10 @@ def check(path: str | os.PathLike[str]) -> CheckResult:
     try:
         # The path form handles models with external data and over 2 GB.
         onnx.checker.check_model(str(path), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
         return replace(base, valid=False, message=f"onnx.checker: {_one_line(exc)}")
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError) as exc:
         return replace(base, valid=False, message=f"shape inference: {_one_line(exc)}")
     return replace(base, inferred_tensors=len(inferred.graph.value_info))

@@ -7,7 +7,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from ferry._inputs import input_file
 from ferry.errors import MissingDependencyError, UserError, first_line
@@ -72,7 +72,9 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
             f"image {path} is over the limit of {(max_pixels() or 0) / 1e6:.0f} Mpx that guards against"
             " decompression bombs; split or downscale it first"
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UserError:
+        raise
+    except Exception as exc:  # a damaged file: Pillow's parsers raise struct.error, KeyError, TypeError...
         raise UserError(
             f"cannot read image {path}: {first_line(exc)}; pass a valid PNG, JPEG, WebP or TIFF file"
         ) from exc

@@ -58,7 +58,14 @@ def _info(vi: onnx.ValueInfoProto) -> TensorInfo:
     dims: list[int | str | None] = [
         d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
     ]
-    return TensorInfo(vi.name, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name, tuple(dims))
+    try:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
+    except KeyError:  # not a tensor (a sequence, a map), or an element type onnx does not know
+        raise UserError(
+            f"the model's input or output {vi.name!r} is not a tensor of a known element type"
+            f" (elem_type {tt.elem_type}); ferry takes models whose inputs and outputs are tensors"
+        ) from None
+    return TensorInfo(vi.name, dtype, tuple(dims))
 
 
 def graph_io(proto: onnx.ModelProto) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
@@ -89,14 +96,23 @@ def _decode(proto: onnx.ModelProto) -> dict[str, Any]:
     """The ``ferry.*`` props, JSON decoded where the key is structured (raw text when it is not JSON)."""
     meta: dict[str, Any] = {}
     for prop in proto.metadata_props:
-        if not prop.key.startswith("ferry."):
+        key, value = _text(prop.key), prop.value
+        if not key.startswith("ferry."):
             continue
-        key = prop.key[len("ferry.") :]
+        key = key[len("ferry.") :]
+        if not isinstance(value, str):  # bytes: text that is not UTF-8
+            meta[key] = _Malformed(_text(value))
+            continue
         try:
-            meta[key] = json.loads(prop.value) if key in _JSON_KEYS else prop.value
-        except (json.JSONDecodeError, RecursionError):
-            meta[key] = _Malformed(prop.value)
+            meta[key] = json.loads(value) if key in _JSON_KEYS else value
+        except (ValueError, RecursionError):  # ValueError: also an integer over Python's 4300 digits
+            meta[key] = _Malformed(value)
     return meta
+
+
+def _text(value: str | bytes) -> str:
+    """A protobuf string field as text: protobuf hands back bytes for one that is not UTF-8."""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
 class _Malformed(str):
@@ -131,7 +147,7 @@ def _task_problem(value: Any) -> str | None:
 def _value_problem(key: str, value: Any) -> str | None:
     """What is wrong with one decoded metadata value, or ``None``."""
     if isinstance(value, _Malformed):
-        return "is not valid JSON"
+        return "is not valid JSON" if key in _JSON_KEYS else "is not UTF-8 text"
     if key == "inputs":
         return _input_entries_problem(value)
     if key == "outputs" and not (isinstance(value, list) and all(isinstance(n, str) for n in value)):

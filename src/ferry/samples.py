@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
@@ -123,7 +122,9 @@ def read_arrays(paths: Sequence[str], names: Sequence[str]) -> Feeds:
             with path.open("rb") as f:
                 _check_header(f, path, path.stat().st_size)
             arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        except UserError:
+            raise
+        except Exception as exc:  # a damaged file: numpy and zipfile raise TokenError, zlib.error...
             raise UserError(f"cannot read {path} as a numpy array file: {first_line(exc)}") from exc
         if not name:
             if positional >= len(names):

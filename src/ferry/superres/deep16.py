@@ -124,6 +124,8 @@ def _read_tiff(path: Path) -> Deep16:
         if len(shape) != 3 or shape[2] not in (3, 4):
             raise UserError(f"{path}: expected a 16-bit RGB or RGBA image, got shape {shape}")
         check_pixels(path, shape[1], shape[0])
+        if 0 in shape:
+            raise UserError(f"{path} is an empty image (0 pixels)")
         pixels = page.asarray()
         icc = page.tags.get("InterColorProfile")
         icc_bytes = bytes(icc.value) if icc is not None else None

@@ -182,15 +182,24 @@ def _stored_candidates(entry: Any) -> list[Candidate] | None:
         return None
     if not isinstance(entry.get("backend"), str) or not isinstance(entry.get("precision"), str):
         return None
-    if isinstance(entry.get("speedup"), bool) or not isinstance(entry.get("speedup"), (int, float)):
+    if not isinstance(entry.get("speedup"), float):  # ferry writes a float (an int may not fit one)
         return None
     try:
         stored = [Candidate(**c) for c in entry["candidates"]]
     except TypeError:  # not a mapping, or keys that are not a candidate's
         return None
-    if not all(isinstance(c.backend, str) and c.file_kind in ("fp32", "int8") for c in stored):
-        return None
-    return stored
+    return stored if all(_sound(c) for c in stored) else None
+
+
+def _sound(c: Candidate) -> bool:
+    """Whether a candidate read back from the cache holds the types ferry writes."""
+    numbers = (c.psnr_drop_db, c.within_one_level, c.max_level_diff, c.median_ms)
+    return (
+        all(isinstance(v, str) for v in (c.backend, c.precision, c.error))
+        and c.file_kind in ("fp32", "int8")
+        and isinstance(c.verified, bool)
+        and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in numbers)
+    )
 
 
 def _cached(cache: dict[str, Any], key: str, path: Path, int8: Path) -> RuntimeChoice | None:

@@ -21,7 +21,7 @@ from PIL import Image
 
 from ferry._inputs import input_file
 from ferry._io import atomic_path, is_temp_name, reading, refuse_if_input, remove_stale_temps
-from ferry.errors import UserError, describe_os_error
+from ferry.errors import UserError, describe_os_error, first_line
 from ferry.superres import deep16, imaging
 from ferry.superres.deep16 import Deep16
 from ferry.superres.imaging import IMAGE_SUFFIXES
@@ -271,7 +271,7 @@ def _open(path: Path) -> tuple[Image.Image | Deep16, dict[str, Any]]:
 
     16-bit RGB(A) PNG and TIFF, which Pillow would read at 8 bits, are read at 16 bits.
     """
-    from PIL import ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
     if deep16.is_deep_rgb(path):
         deep = deep16.read(path)
@@ -285,17 +285,17 @@ def _open(path: Path) -> tuple[Image.Image | Deep16, dict[str, Any]]:
             info: dict[str, Any] = {k: opened.info[k] for k in ("icc_profile", "dpi") if k in opened.info}
             exif = opened.getexif()
             img = ImageOps.exif_transpose(opened)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise UserError(f"cannot read image {path}: {exc}") from exc
+            if exif:
+                exif.pop(0x0112, None)  # orientation: already applied to the pixels
+                info["exif"] = exif.tobytes()
+    except Exception as exc:  # a damaged file: Pillow's parsers raise struct.error, KeyError, TypeError...
+        raise UserError(f"cannot read image {path}: {first_line(exc)}") from exc
     if img.width == 0 or img.height == 0:
         raise UserError(f"{path} is an empty image")
     if img.mode.startswith("I"):
         img = _gray16(img)  # 16-bit grayscale keeps its 16 bits through the network
     elif img.mode not in ("L", "LA", "RGB", "RGBA"):
         img = img.convert("RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB")
-    if exif:
-        exif.pop(0x0112, None)  # orientation: already applied to the pixels
-        info["exif"] = exif.tobytes()
     return img, info
 
 
