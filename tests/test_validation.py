@@ -620,3 +620,19 @@ def test_upscale_refuses_a_fifo_negative_writers_and_a_task_without_scale(tmp_pa
     onnx.save(proto, tmp_path / "noscale.onnx")
     res = cli("upscale", photo, "-o", tmp_path / "o2.png", "--model", tmp_path / "noscale.onnx")
     assert res.code == 1 and "scale" in res.err, res.err
+
+
+def test_a_model_that_does_not_scale_as_its_metadata_says_fails_the_file(tmp_path: Path, cli: Any) -> None:
+    from ferry.onnx_file import write_metadata
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, "h", "w"])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, "h", "w"])
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "g", [x], [y])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    write_metadata(proto, {"task": {"kind": "super-resolution", "scale": 3}})  # claims x3, returns x1
+    onnx.save(proto, tmp_path / "x1.onnx")
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (24, 16), (90, 120, 150)).save(photo)
+    res = cli("upscale", photo, "-o", tmp_path / "o.png", "--model", tmp_path / "x1.onnx", "--backend", "onnxruntime")
+    assert res.code == 1 and "not x3" in res.err, res.err
+    assert not (tmp_path / "o.png").exists()

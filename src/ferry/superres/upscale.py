@@ -525,7 +525,7 @@ def upscale(
         _validate(src, out, cfg)
         start = time.perf_counter()
         model = YChannelModel(cfg, on_status=on_status)
-        runner = tiled(model.runner, cfg.tile, cfg.overlap, batch=cfg.batch)
+        runner = _scaling(tiled(model.runner, cfg.tile, cfg.overlap, batch=cfg.batch), model.scale)
         result = UpscaleResult(scale=model.scale, runtime=model.runtime)
         jobs = list(_jobs(src, out, model.scale))
         for folder in sorted({target.parent for _, target in jobs}):
@@ -570,6 +570,23 @@ def _failed(path: Path, target: Path, began: float, exc: UserError | OSError) ->
         raise exc
     error = str(exc) if isinstance(exc, UserError) else describe_os_error(exc)
     return FileResult(path, target, "failed", time.perf_counter() - began, error=error)
+
+
+def _scaling(runner: Runner, scale: int) -> Runner:
+    """``runner`` that fails a file when the network does not return ``scale`` times its input:
+    a model whose metadata claims another scale would otherwise write a picture of the wrong size."""
+
+    def run(y: np.ndarray) -> np.ndarray:
+        big = runner(y)
+        want = tuple(scale * d for d in y.shape[-2:])
+        if tuple(big.shape[-2:]) != want:
+            raise UserError(
+                f"the model returned {big.shape[-2]}x{big.shape[-1]} for a {y.shape[-2]}x{y.shape[-1]} image,"
+                f" not x{scale} as its ferry.task metadata says; export it again with ferry export"
+            )
+        return big
+
+    return run
 
 
 def _upscaled(
