@@ -56,7 +56,7 @@ def train_cmd(
         str,
         typer.Option(
             metavar="NAME",
-            help=f"Network: {', '.join(ARCHITECTURE_NAMES)} (edsr: zoo:superres_edsr; span: SPAN-style).",
+            help=f"Network: {', '.join(ARCHITECTURE_NAMES)} (edsr: zoo:superres_edsr; span: zoo:superres_span).",
         ),
     ] = TrainConfig.arch,
     loss: Annotated[str, typer.Option(metavar="NAME", help=f"Pixel loss: {', '.join(LOSS_NAMES)}.")] = TrainConfig.loss,
