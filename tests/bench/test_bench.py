@@ -78,11 +78,13 @@ def test_bench_refuses_a_batch_on_a_static_axis(tmp_path: Path, tiny: Callable[[
 
 def test_peak_memory_sees_an_allocation() -> None:
     with PeakMemory() as mem:
-        block = np.ones(64 * 2**20, np.uint8)
+        block = np.ones(128 * 2**20, np.uint8)
         del block
     if mem.added is None:
         pytest.skip("this kernel does not let a process reset its peak RSS (/proc/self/clear_refs)")
-    assert mem.added >= 60 * 2**20
+    # The process's RSS is shared with the threads earlier tests left (servers, runtime pools),
+    # which may free memory during the block: half the allocation is the bound that holds.
+    assert mem.added >= 64 * 2**20
 
 
 def test_machine_is_described() -> None:
