@@ -111,3 +111,13 @@ def open_bundled(package: str, filename: str) -> tuple[str, Image.Image]:
 def bundled_photos() -> list[tuple[str, Image.Image]]:
     """The named RGB photos of :data:`BUNDLED_PHOTOS`: chelsea, coffee, monarch."""
     return [open_bundled(pkg, f) for pkg, f in BUNDLED_PHOTOS]
+
+
+#: What the automatic gates check a model on (the runtime choice, the optimize gate): the
+#: held-out photos that come with a core install (scikit-image ships them; sporco is an extra).
+GATE_PHOTOS = tuple((pkg, f) for pkg, f in BUNDLED_PHOTOS if pkg == "skimage")
+
+
+def gate_photos() -> list[tuple[str, Image.Image]]:
+    """The named RGB photos of :data:`GATE_PHOTOS`: chelsea and coffee."""
+    return [open_bundled(pkg, f) for pkg, f in GATE_PHOTOS]

@@ -16,7 +16,8 @@ from ferry.superres.upscale import UpscaleConfig, upscale_image
 def test_auto_choice_is_verified_fastest_and_cached(superres_onnx: Path) -> None:
     first = choose_runtime(superres_onnx, seconds=0.3, shape=(128, 128))
     names = {(c.backend, c.precision) for c in first.candidates}
-    assert ("onnxruntime", "fp32") in names and any(p.startswith("int8") for _, p in names)
+    # int8 only when asked for: it cannot pass the default fidelity gate, and making it is slow
+    assert ("onnxruntime", "fp32") in names and not any(p.startswith("int8") for _, p in names)
     best = next(c for c in first.candidates if (c.backend, c.precision) == (first.backend, first.precision))
     assert best.verified and best.psnr_drop_db is not None and best.psnr_drop_db <= 0.1
     assert best.within_one_level is not None and best.within_one_level >= 0.999
@@ -58,7 +59,9 @@ def _photos(folder: Path, n: int) -> list[Path]:
 def test_pipelined_folder_equals_one_at_a_time_and_reports_in_order(tmp_path: Path, writers: int) -> None:
     paths = _photos(tmp_path / "in", 5)
     (tmp_path / "in" / "p2.png").write_bytes(b"broken")
-    result = ferry.upscale(tmp_path / "in", tmp_path / "out", UpscaleConfig(backend="torch", writers=writers))
+    result = ferry.upscale(
+        tmp_path / "in", tmp_path / "out", UpscaleConfig(backend="torch", writers=writers, fast=True)
+    )
     assert [f.source.name for f in result.files] == [p.name for p in paths]
     assert [f.status for f in result.files] == ["done", "done", "failed", "done", "done"]
     runner = torch_runner(ferry.load_model("zoo:superres").module)

@@ -25,12 +25,12 @@ def stat_samples(proto: onnx.ModelProto, cfg: OptimizeConfig) -> tuple[str, list
     there is one (a quantized model is calibrated for real data; random normals fall outside
     its ranges), else ``.npy`` calibration samples, else random samples at the export shapes."""
     from ferry import preprocessing
-    from ferry.images import bundled_photos
+    from ferry.images import gate_photos
 
     prep = preprocessing.for_task(read_metadata(proto).get("task"))
     names = onnx_file.input_names(proto)
     if prep is not None:
-        feeds = [dict(zip(names, prep(img), strict=True)) for _, img in bundled_photos()]
+        feeds = [dict(zip(names, prep(img), strict=True)) for _, img in gate_photos()]
         return "bundled photos", feeds
     if cfg.calibration is not None and any(Path(cfg.calibration).rglob("*.np[yz]")):
         return "calibration samples", calibration_data(proto, replace(cfg, calibration_samples=cfg.samples))

@@ -29,10 +29,10 @@ def _y_channel(info: TaskInfo) -> bool:
 
 
 def quality_gate(proto: onnx.ModelProto, original: RunFn, optimized: RunFn, max_drop: float) -> Any:
-    """PSNR on the bundled validation photos: optimized vs original, both against ground truth."""
+    """PSNR on the gate photos (chelsea, coffee): optimized vs original, both against ground truth."""
     from ferry import onnx_file
+    from ferry.images import gate_photos
     from ferry.optimize import Gate
-    from ferry.superres.datasets import validation_images
     from ferry.superres.scoring import evaluate
 
     info = TaskInfo.from_dict(onnx_file.stored_task(proto))
@@ -40,7 +40,7 @@ def quality_gate(proto: onnx.ModelProto, original: RunFn, optimized: RunFn, max_
         return None
     assert info.scale is not None
     name = onnx_file.input_names(proto)[0]
-    images = validation_images()
+    images = gate_photos()
 
     def runner(run: RunFn) -> Any:
         return lambda y: np.asarray(run({name: y})[0])
