@@ -53,7 +53,7 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_an_uploaded_photo_comes_back_as_ferry_upscale_writes_it(
     server: Server, photo: Path, tmp_path: Path, cli: Any
 ) -> None:
-    res = cli("upscale", photo, "-o", tmp_path / "cli.png", "--backend", "onnxruntime", "--precision", "fp32")
+    res = cli("upscale", photo, "-o", tmp_path / "cli.png", "--fast", "--backend", "onnxruntime", "--precision", "fp32")
     assert res.code == 0, res.err
     status, headers, body = upload(server, photo.read_bytes())
     assert status == 200 and headers["Content-Type"] == "image/png", body[:200]

@@ -157,7 +157,7 @@ def test_16bit_rgb_png_and_tiff_stay_16_bit_and_match_the_8bit_pipeline(tmp_path
     with (src / "p.png").open("wb") as f:
         png.Writer(w, h, greyscale=False, alpha=alpha, bitdepth=16).write(f, pixels.reshape(h, w * c))
     tifffile.imwrite(src / "t.tif", pixels, photometric="rgb", extrasamples=[2] if alpha else None)
-    result = ferry.upscale(src, tmp_path / "out", UpscaleConfig(backend="torch"))
+    result = ferry.upscale(src, tmp_path / "out", UpscaleConfig(backend="torch", fast=True))
     assert [f.status for f in result.files] == ["done", "done"] and not any(f.warning for f in result.files)
     from_png = deep16.read(tmp_path / "out" / "p.png").pixels
     from_tif = tifffile.imread(tmp_path / "out" / "t.tif")
@@ -170,3 +170,35 @@ def test_16bit_rgb_png_and_tiff_stay_16_bit_and_match_the_8bit_pipeline(tmp_path
     assert diff.mean() < 2.0 and np.percentile(diff, 99) < 6, (diff.mean(), diff.max())
     if alpha:
         assert abs(from_png[..., 3].astype(float).mean() - pixels[..., 3].mean()) < 0.01 * 65535
+
+
+def test_the_default_is_the_strongest_model_for_the_scale_and_fast_is_espcn(tmp_path: Path, cli) -> None:
+    from ferry.superres.upscale import resolve_model
+    from ferry.zoo import BEST_UPSCALERS, superres_name
+
+    assert resolve_model(UpscaleConfig()) == "zoo:superres_span"
+    assert resolve_model(UpscaleConfig(fast=True)) == "zoo:superres"
+    for scale in (2, 3, 4):
+        assert resolve_model(UpscaleConfig(scale=scale)) == f"zoo:{BEST_UPSCALERS[scale]}"
+        assert resolve_model(UpscaleConfig(scale=scale, fast=True)) == f"zoo:{superres_name(scale)}"
+        assert resolve_model(UpscaleConfig(model="zoo:superres", scale=scale)) == f"zoo:{superres_name(scale)}"
+    assert resolve_model(UpscaleConfig(model="zoo:superres_edsr")) == "zoo:superres_edsr"
+    # the strongest is at least as good as ESPCN on the held-out photos both cards were measured on
+    for scale, name in BEST_UPSCALERS.items():
+        best, espcn = ferry.zoo.get(name).card(), ferry.zoo.get(superres_name(scale)).card()
+        shared = {i["name"] for i in best["validation"]["images"]} & {i["name"] for i in espcn["validation"]["images"]}
+        assert shared
+
+        def gain(card: dict, names: set[str] = shared) -> float:
+            return float(np.mean([i["gain"] for i in card["validation"]["images"] if i["name"] in names]))
+
+        assert gain(best) >= gain(espcn), (scale, name)
+    # --help states the rule as BEST_UPSCALERS holds it
+    help_text = " ".join(cli("upscale", "--help").out.split())
+    assert f"x3: zoo:{BEST_UPSCALERS[3]}" in help_text
+    Image.fromarray(np.full((12, 16, 3), 90, np.uint8)).save(tmp_path / "p.png")
+    res = cli("upscale", tmp_path / "p.png", "-o", tmp_path / "q.png", "--backend", "torch", "--json", "-")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["model"] == "zoo:superres_span"
+    res = cli("upscale", tmp_path / "p.png", "-o", tmp_path / "r.png", "--fast", "--model", "zoo:superres")
+    assert res.code == 1 and "--fast or --model, not both" in res.err

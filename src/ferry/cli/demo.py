@@ -43,6 +43,11 @@ def demo_cmd(
         )
         table.add_row("PSNR bicubic", f"{result.psnr_bicubic:.2f} dB")
         table.add_row("PSNR ferry", f"{result.psnr_ferry:.2f} dB ({result.gain:+.2f} dB)")
+        table.add_row(
+            f"PSNR {result.stronger_model[4:]}",
+            f"{result.psnr_stronger:.2f} dB ({result.psnr_stronger - result.psnr_bicubic:+.2f} dB;"
+            " ferry upscale's default)",
+        )
         table.add_row("speed", f"ONNX Runtime {result.timings['speedup_vs_eager']:.1f}x PyTorch eager on the full cat")
         console.print(table)
         console.print(f"report: {result.files['report_html']}")

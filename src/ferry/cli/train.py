@@ -259,11 +259,24 @@ def eval_cmd(
     task: Annotated[str, typer.Argument(metavar="TASK", help="What to evaluate: superres.")],
     folder: Annotated[
         Path | None,
-        typer.Argument(metavar="[DIR]", help="High-resolution photos (default: chelsea, coffee, monarch)."),
+        typer.Argument(metavar="[DIR]", help="High-resolution photos (default: the validation photos of --data)."),
     ] = None,
-    model: Annotated[str, typer.Option(metavar="MODEL", help="zoo:NAME or an ONNX file exported by ferry.")] = (
-        "zoo:superres"
-    ),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODEL",
+            help="zoo:NAME or an ONNX file exported by ferry (default: ferry upscale's, zoo:superres_span).",
+            show_default=False,
+        ),
+    ] = None,
+    data: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME",
+            help="Validation photos without DIR: bundled (chelsea, coffee, monarch) or wallpapers (those and the"
+            " held-out Debian wallpaper photos the model cards are measured on).",
+        ),
+    ] = "bundled",
     backend: Annotated[str, typer.Option(metavar="NAME", help="Runtime to run the model on.")] = "onnxruntime",
     border: Annotated[int, typer.Option(metavar="N", help="Pixels cropped from each side before measuring.")] = 3,
     report: Annotated[
@@ -276,11 +289,11 @@ def eval_cmd(
 
     if task != "superres":
         raise UserError(f"unknown evaluation task {task!r}; known: superres")
-    ev = evaluate_superres(model, folder, backend=backend, border=border, report=report)
+    ev = evaluate_superres(model, folder, data=data, backend=backend, border=border, report=report)
     emit_json(json_out, ev.to_dict())
     if quiet_human(json_out):
         return
-    table = Table(title=f"{model} x{ev.scale} vs PIL bicubic (Y, {ev.border} px border)", title_justify="left")
+    table = Table(title=f"{ev.model} x{ev.scale} vs PIL bicubic (Y, {ev.border} px border)", title_justify="left")
     for col in ("image", "size", "PSNR bicubic", "PSNR model", "gain", "SSIM bicubic", "SSIM model"):
         table.add_column(col, justify="right")
     for s in ev.images:
@@ -302,6 +315,8 @@ def eval_cmd(
         f"{ev.mean_ssim_bicubic:.4f}",
         f"{ev.mean_ssim_model:.4f}",
     )
+    table.add_row("median gain", "", "", "", f"{ev.median_gain:+.2f}", "", "")
+    table.add_row("worst gain", "", "", "", f"{ev.worst_gain:+.2f}", "", "")
     console.print(table)
     if report is not None:
         console.print(f"report: {report}")

@@ -5,6 +5,7 @@ The scoring itself is :mod:`ferry.superres.scoring`."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +18,21 @@ from ferry.superres.scoring import Evaluation, evaluate
 from ferry.superres.upscale import UpscaleConfig, YChannelModel
 
 
-def _images(folder: str | os.PathLike[str] | None) -> list[tuple[str, Image.Image]]:
+def _images(folder: str | os.PathLike[str] | None, data: str) -> list[tuple[str, Image.Image]]:
     if folder is None:
-        return datasets.validation_images()
+        return datasets.validation_images(data)
+    if data != "bundled":
+        raise UserError(f"give a folder of photos or --data {data}, not both")
     root = Path(folder)
     files = imaging.find_images(root)
     return [(str(p.relative_to(root)), imaging.load_image(p)) for p in files]
 
 
 def evaluate_superres(
-    model: str = "zoo:superres",
+    model: str | None = None,
     folder: str | os.PathLike[str] | None = None,
     *,
+    data: str = "bundled",
     backend: str = "onnxruntime",
     border: int = 3,
     report: str | os.PathLike[str] | None = None,
@@ -39,20 +43,23 @@ def evaluate_superres(
     the model and by PIL bicubic, and both are compared with the original on the Y channel.
 
     Args:
-        model: ``zoo:NAME`` or an ONNX file exported by ferry.
-        folder: photos to use; default: the bundled validation photos (chelsea, coffee, monarch).
+        model: ``zoo:NAME`` or an ONNX file exported by ferry; default: the model
+            ``ferry upscale`` uses (the strongest x3 zoo model).
+        folder: photos to use; default: the validation photos of ``data``.
+        data: with no folder, ``bundled`` (chelsea, coffee, monarch) or ``wallpapers`` (those
+            and the held-out Debian wallpaper photos, as the model cards measure).
         backend: the runtime to run the model on.
         border: pixels cropped from every side before measuring.
         report: write an HTML page with the table and crops side by side.
     """
     if border < 0:
         raise UserError(f"--border must not be negative, got {border}")
-    images = _images(folder)
+    images = _images(folder, data)
     loaded = YChannelModel(UpscaleConfig(model=model, backend=backend, precision="fp32"))
     _check_sizes(images, loaded.scale, border)
-    ev = evaluate(loaded.runner, images, scale=loaded.scale, border=border)
+    ev = replace(evaluate(loaded.runner, images, scale=loaded.scale, border=border), model=loaded.model)
     if report is not None:
-        _write_report(ev, images, loaded.runner, loaded.scale, model, report)
+        _write_report(ev, images, loaded.runner, loaded.scale, loaded.model, report)
     return ev
 
 

@@ -35,6 +35,8 @@ class Evaluation:
     scale: int
     border: int
     images: tuple[ImageScore, ...]
+    #: what was scored: ``zoo:NAME`` or an ONNX file (empty when a bare runner was)
+    model: str = ""
 
     @property
     def mean_model(self) -> float:
@@ -49,6 +51,14 @@ class Evaluation:
         return self.mean_model - self.mean_bicubic
 
     @property
+    def median_gain(self) -> float:
+        return float(np.median([s.gain for s in self.images]))
+
+    @property
+    def worst_gain(self) -> float:
+        return float(min(s.gain for s in self.images))
+
+    @property
     def mean_ssim_model(self) -> float:
         return float(np.mean([s.ssim_model for s in self.images]))
 
@@ -58,12 +68,15 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, object]:
         return {
+            "model": self.model,
             "scale": self.scale,
             "border": self.border,
             "images": [asdict(s) | {"gain": s.gain} for s in self.images],
             "mean_psnr_model": self.mean_model,
             "mean_psnr_bicubic": self.mean_bicubic,
             "mean_gain_db": self.mean_gain,
+            "median_gain_db": self.median_gain,
+            "worst_gain_db": self.worst_gain,
             "mean_ssim_model": self.mean_ssim_model,
             "mean_ssim_bicubic": self.mean_ssim_bicubic,
         }

@@ -35,9 +35,12 @@ class UpscaleConfig:
     """How to upscale.
 
     Attributes:
-        model: ``zoo:NAME`` or an exported ``.onnx`` file (Y channel in, Y channel out).
-        scale: upscale factor; with the default model it picks the zoo's ESPCN for that factor
-            (2, 3 or 4), with another model it must match the model's.
+        model: ``zoo:NAME`` or an exported ``.onnx`` file (Y channel in, Y channel out); ``None``:
+            the strongest zoo model for the scale (:data:`ferry.zoo.BEST_UPSCALERS`), or the
+            tutorial's ESPCN with ``fast``.
+        scale: upscale factor (2, 3 or 4, default 3); with no model (or ``zoo:superres``) it picks
+            the zoo's model for that factor, with another model it must match the model's.
+        fast: without a model, the zoo's ESPCN for the scale: the fastest, weakest upscaler.
         backend: ``auto`` (the fastest runtime and precision that keeps the quality on this
             machine, measured once and cached: :func:`ferry.superres.runtime_choice.choose_runtime`), an ONNX
             backend name, or ``torch`` (eager; zoo models only).
@@ -54,8 +57,9 @@ class UpscaleConfig:
             PIL's default 6 and encodes a 4K image about 2.4x as fast.
     """
 
-    model: str = "zoo:superres"
+    model: str | None = None
     scale: int | None = None
+    fast: bool = False
     backend: str = "auto"
     precision: str = "auto"
     tile: int = 0
@@ -89,6 +93,8 @@ class UpscaleResult:
     files: list[FileResult] = field(default_factory=list)
     runtime: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: the model that ran: ``zoo:NAME`` or an ONNX file's path
+    model: str = ""
 
     @property
     def failed(self) -> list[FileResult]:
@@ -100,6 +106,7 @@ class UpscaleResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": bool(self),
+            "model": self.model,
             "scale": self.scale,
             "runtime": self.runtime,
             "seconds": self.seconds,
@@ -116,6 +123,23 @@ class UpscaleResult:
                 for f in self.files
             ],
         }
+
+
+def resolve_model(cfg: UpscaleConfig) -> str:
+    """The model a configuration runs: its own, or the zoo's for the scale (the strongest, or
+    ESPCN with ``fast``). ``zoo:superres`` with a scale is ESPCN for that scale."""
+    from ferry.zoo import SUPERRES_SCALES, superres_name, upscaler_name
+
+    if cfg.model is not None and cfg.fast:
+        raise UserError("--fast picks the zoo's ESPCN: give --fast or --model, not both")
+    if cfg.model is not None and not (cfg.scale is not None and cfg.model == "zoo:superres"):
+        return cfg.model
+    scale = 3 if cfg.scale is None else cfg.scale
+    if scale not in SUPERRES_SCALES:
+        raise UserError(f"--scale {scale}: the zoo has x{', x'.join(map(str, sorted(SUPERRES_SCALES)))}")
+    if cfg.model == "zoo:superres":
+        return f"zoo:{superres_name(scale)}"
+    return f"zoo:{upscaler_name(scale, fast=cfg.fast)}"
 
 
 def _check_scale(model: str, scale: int, wanted: int | None) -> None:
@@ -136,13 +160,9 @@ class YChannelModel:
         if cfg.precision not in PRECISIONS:
             raise UserError(f"unknown --precision {cfg.precision!r}; known: {', '.join(PRECISIONS)}")
         self.runtime: dict[str, Any] = {}
-        model = cfg.model
-        if cfg.scale is not None and model == "zoo:superres":
-            from ferry.zoo import SUPERRES_SCALES, superres_name
-
-            if cfg.scale not in SUPERRES_SCALES:
-                raise UserError(f"--scale {cfg.scale}: the zoo has x{', x'.join(map(str, sorted(SUPERRES_SCALES)))}")
-            model = f"zoo:{superres_name(cfg.scale)}"
+        model = resolve_model(cfg)
+        #: what runs: ``zoo:NAME`` or the ONNX file's path
+        self.model = model
         if model.startswith("zoo:"):
             loaded = load_model(model)
             if loaded.task.get("kind") != "super-resolution" or loaded.inputs[0].shape[1] != 1:
@@ -521,12 +541,12 @@ def upscale(
     """
     cfg = config or UpscaleConfig()
     src, out = Path(source), Path(output)
-    with reading(src, None if cfg.model.startswith("zoo:") else cfg.model):
+    with reading(src, None if cfg.model is None or cfg.model.startswith("zoo:") else cfg.model):
         _validate(src, out, cfg)
         start = time.perf_counter()
         model = YChannelModel(cfg, on_status=on_status)
         runner = _scaling(tiled(model.runner, cfg.tile, cfg.overlap, batch=cfg.batch), model.scale)
-        result = UpscaleResult(scale=model.scale, runtime=model.runtime)
+        result = UpscaleResult(scale=model.scale, runtime=model.runtime, model=model.model)
         jobs = list(_jobs(src, out, model.scale))
         for folder in sorted({target.parent for _, target in jobs}):
             remove_stale_temps(folder)

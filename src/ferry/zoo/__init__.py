@@ -89,6 +89,19 @@ def superres_name(scale: int) -> str:
     return "superres" if scale == 3 else f"superres_x{scale}"
 
 
+#: The strongest shipped upscaler per factor (mean gain over bicubic on held-out photos): what
+#: ``ferry upscale`` runs unless ``--fast`` (ESPCN, :func:`superres_name`) or ``--model`` says otherwise.
+BEST_UPSCALERS = {3: "superres_span", 2: "superres_x2", 4: "superres_x4"}
+
+
+def upscaler_name(scale: int = 3, *, fast: bool = False) -> str:
+    """The zoo name ``ferry upscale`` uses for an upscale factor: the strongest model, or with
+    ``fast`` the tutorial's ESPCN."""
+    if scale not in SUPERRES_SCALES:
+        raise KeyError(scale)
+    return superres_name(scale) if fast else BEST_UPSCALERS[scale]
+
+
 def _stronger_upscalers(reg: Registry[ZooModel]) -> None:
     """The x3 models that trade a little speed for quality over ESPCN."""
     from ferry.zoo import edsr, espcn, span
