@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,serve,openvino,video,executorch,web,litert,mnn,ncnn]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,all]"
 	@# onnxruntime-web (the web target, the ort-web backend) comes from npm, pinned in package-lock.json.
 	@if command -v npm >/dev/null; then npm ci --ignore-scripts --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the web target and the ort-web backend will be skipped"; fi
