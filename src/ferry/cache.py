@@ -20,6 +20,7 @@ from ferry.errors import FerryWarning, WriteError
 
 if TYPE_CHECKING:
     from ferry.models import LoadedModel
+    from ferry.zoo import ZooModel
 
 
 def cache_dir() -> Path:
@@ -50,6 +51,52 @@ def _torch_version() -> str:
     import torch
 
     return str(torch.__version__)
+
+
+def cached_zoo_export(entry: ZooModel) -> Path:
+    """A zoo model with its shipped weights exported to ONNX, from the cache without importing
+    torch when the same weights file was exported by the same ferry and torch release before
+    (the fast path of ``ferry upscale``); else built, exported and cached.
+
+    Raises:
+        UserError: the model has no shipped weights (use :func:`cached_export`).
+    """
+    from importlib import metadata
+
+    from ferry._io import atomic_path
+    from ferry._version import __version__
+    from ferry.errors import UserError
+
+    weights = entry.weights_file()
+    if weights is None:
+        raise UserError(f"zoo:{entry.name} has no trained weights to export")
+    key = json.dumps(
+        {
+            "zoo": entry.name,
+            "weights": hashlib.sha256(weights.read_bytes()).hexdigest(),
+            "ferry": __version__,
+            "torch": metadata.version("torch"),
+        },
+        sort_keys=True,
+    )
+    path = cache_dir() / "models" / f"zoo-{entry.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
+    if usable_cached_model(path):
+        return path
+    from ferry.export import export
+    from ferry.models import load_model
+
+    loaded = load_model(f"zoo:{entry.name}")
+    try:
+        with atomic_path(path) as tmp:
+            export(loaded, tmp)
+        return path
+    except WriteError as exc:
+        warnings.warn(
+            f"not caching the exported model: {exc} (set FERRY_CACHE_DIR to a writable folder)", FerryWarning, 2
+        )
+    path = _scratch_dir() / path.name
+    export(loaded, path)
+    return path
 
 
 def usable_cached_model(path: Path) -> bool:

@@ -7,6 +7,7 @@ times the call; subclasses implement only ``_run``.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -204,3 +205,11 @@ class Backend(ABC):
         if session.artifact is None:
             session.artifact = (subject.onnx_path.name, subject.onnx_path.stat().st_size)
         return session
+
+
+def is_torch_module(obj: Any) -> bool:
+    """Whether ``obj`` is an ``nn.Module``, without importing torch: none can exist before torch
+    is imported, and the runtimes' modules stay importable without it (``ferry upscale`` of a
+    cached export never imports torch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)

@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from ferry._io import native_output_silenced
-from ferry.backends.base import Backend, Session, TensorInfo
-from ferry.convert.executorch import pte_from_module, quiet_imports
+from ferry.backends.base import Backend, Session, TensorInfo, is_torch_module
 from ferry.errors import UnsupportedModelError, UserError
 from ferry.registry import installed_version
 from ferry.specs import InputSpec
@@ -35,6 +32,8 @@ class ExecuTorchSession(Session):
         dynamic: Sequence[set[int]] | None = None,
     ) -> None:
         super().__init__()
+        from ferry.convert.executorch import quiet_imports
+
         with quiet_imports():
             from executorch.runtime import Runtime
 
@@ -55,6 +54,8 @@ class ExecuTorchSession(Session):
         self.settings = {"delegate": "XnnpackBackend", "precision": "fp32", "program_bytes": len(program)}
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
         args = [torch.from_numpy(np.ascontiguousarray(feeds[i.name])) for i in self.inputs]
         try:
             values = self._method.execute(args)
@@ -81,7 +82,9 @@ class ExecuTorchBackend(Backend):
         self.require()
         specs: Sequence[InputSpec] = options.get("inputs", ())
         outputs: Sequence[str] = options.get("outputs", ())
-        if isinstance(artifact, nn.Module):
+        if is_torch_module(artifact):
+            from ferry.convert.executorch import pte_from_module
+
             lowered = pte_from_module(artifact, specs)
             return ExecuTorchSession(lowered.program, specs, outputs, lowered.dynamic)
         if isinstance(artifact, (str, os.PathLike)) and str(artifact).endswith(".pte"):

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
 
-from ferry.backends.base import Backend, Session, TensorInfo
+from ferry.backends.base import Backend, Session, TensorInfo, is_torch_module
 from ferry.convert.litert import quiet, tflite_from_module
 from ferry.errors import UnsupportedModelError, UserError
 from ferry.registry import installed_version
@@ -97,7 +96,7 @@ class LiteRTBackend(Backend):
         specs: Sequence[InputSpec] = options.get("inputs", ())
         outputs: Sequence[str] = options.get("outputs", ())
         threads = int(options.get("threads") or 0)
-        if isinstance(artifact, nn.Module):
+        if is_torch_module(artifact):
             session = LiteRTSession(tflite_from_module(artifact, specs), outputs, threads=threads)
         elif isinstance(artifact, (str, os.PathLike)) and str(artifact).endswith(".tflite"):
             session = LiteRTSession(Path(artifact).read_bytes(), outputs, threads=threads)

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
-from ferry.backends.base import Backend, Session, TensorInfo
+from ferry.backends.base import Backend, Session, TensorInfo, is_torch_module
 from ferry.convert.ncnn import NcnnModel, ncnn_from_module, unsupported_inputs
 from ferry.errors import UnsupportedModelError, UserError
 from ferry.registry import installed_version
@@ -119,7 +118,7 @@ class NcnnBackend(Backend):
         specs: Sequence[InputSpec] = options.get("inputs", ())
         outputs: Sequence[str] = options.get("outputs", ())
         threads = int(options.get("threads") or 0)
-        if isinstance(artifact, nn.Module):
+        if is_torch_module(artifact):
             return NcnnSession(ncnn_from_module(artifact, specs), specs, outputs, threads=threads)
         if isinstance(artifact, (str, os.PathLike)) and str(artifact).endswith(".param"):
             param = Path(artifact)

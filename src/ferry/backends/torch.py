@@ -1,16 +1,23 @@
-"""PyTorch eager backend: the reference every other runtime is compared with."""
+"""PyTorch eager backend: the reference every other runtime is compared with.
+
+torch is imported when a session is made, not with this module: the registry of runtimes is read
+by commands that never run PyTorch (``ferry upscale`` of a cached export).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from ferry.backends.base import Backend, Session, TensorInfo
+from ferry.backends.base import Backend, Session, TensorInfo, is_torch_module
 from ferry.errors import UserError
+from ferry.registry import installed_version
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def flatten_outputs(value: Any, prefix: str = "output") -> list[tuple[str, torch.Tensor]]:
@@ -19,6 +26,8 @@ def flatten_outputs(value: Any, prefix: str = "output") -> list[tuple[str, torch
     A single tensor is ``output``; sequences give ``output_0``, ``output_1``...; dict keys are
     used as names (joined with ``_`` when nested).
     """
+    import torch
+
     if isinstance(value, torch.Tensor):
         return [(prefix, value)]
     if isinstance(value, dict):
@@ -41,6 +50,8 @@ class TorchSession(Session):
     def __init__(
         self, module: nn.Module, inputs: Sequence[TensorInfo], output_names: Sequence[str], threads: int = 0
     ) -> None:
+        import torch
+
         super().__init__()
         self.module = module.eval()
         self.inputs = tuple(inputs)
@@ -50,6 +61,8 @@ class TorchSession(Session):
         self.settings = {"mode": "eager", "threads": threads or torch.get_num_threads()}
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
         args = [torch.from_numpy(np.ascontiguousarray(feeds[i.name])) for i in self.inputs]
         before = torch.get_num_threads()
         if self.threads:
@@ -75,10 +88,10 @@ class TorchBackend(Backend):
     extra = "core"
 
     def version(self) -> str | None:
-        return str(torch.__version__)
+        return installed_version("torch", "torch")
 
     def load(self, artifact: Any, **options: Any) -> TorchSession:
-        if not isinstance(artifact, nn.Module):
+        if not is_torch_module(artifact):
             raise UserError("the torch backend runs a PyTorch model, not a file")
         return TorchSession(
             artifact, options.get("inputs", ()), options.get("outputs", ()), threads=int(options.get("threads", 0))

@@ -58,7 +58,15 @@ def upscale_cmd(
         str, typer.Option(metavar="P", help="auto, fp32 or int8 (a gated int8 copy of the model, cached).")
     ] = "auto",
     tile: Annotated[int, typer.Option(metavar="N", help="Tile side in input pixels (0: whole image).")] = 0,
-    overlap: Annotated[int, typer.Option(metavar="N", help="Context pixels around each tile.")] = 8,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Context pixels around each tile (default: the network's receptive radius, measured: tiled equals"
+            " untiled).",
+            show_default=False,
+        ),
+    ] = None,
     batch: Annotated[int, typer.Option(metavar="N", help="Tiles of the same shape run N at a time (with --tile).")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
     threads: Annotated[int, typer.Option(metavar="N", help="Runtime threads (0: default).")] = 0,
@@ -69,6 +77,17 @@ def upscale_cmd(
     png_compression: Annotated[
         int, typer.Option(metavar="N", help="PNG zlib level 0-9 (PIL's default is 6: ~7% smaller, 2.4x slower).")
     ] = 4,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Upscale the folder on a Ray cluster (pip install 'ferry[ray]'), one runtime per worker of --threads"
+            " CPUs (default 1): local (start Ray here), auto (RAY_ADDRESS or the cluster on this machine), HOST:PORT"
+            " or ray://HOST:PORT. Every node must see INPUT and -o at the same paths.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOpt = None,
 ) -> None:
     """Super-resolve an image, a video or a folder: x3 with the strongest zoo model unless --fast,
@@ -122,7 +141,12 @@ def upscale_cmd(
         def on_status(text: str) -> None:
             progress.console.print(f"[dim]{escape(text)}[/dim]")
 
-        result = upscale(source, output, cfg, on_file=on_file, on_frame=on_frame, on_status=on_status)
+        if ray is not None:
+            from ferry.superres.distributed import upscale_on_ray
+
+            result = upscale_on_ray(source, output, cfg, address=ray, on_file=on_file, on_status=on_status)
+        else:
+            result = upscale(source, output, cfg, on_file=on_file, on_frame=on_frame, on_status=on_status)
     emit_json(json_out, result.to_dict())
     if not quiet:
         rt = result.runtime

@@ -8,14 +8,16 @@ import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from ferry.errors import UnsupportedModelError, UserError, first_line
 from ferry.specs import InputSpec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 # Factor between a dynamic dim's example size and its upper bound in the lowered program.
 DYNAMIC_BOUND = 4
@@ -40,6 +42,8 @@ def _dynamic_shapes(specs: Sequence[InputSpec]) -> tuple[dict[int, Any], ...] | 
 def _example(spec: InputSpec, rng: np.random.Generator) -> torch.Tensor:
     # A dynamic dim traced at size 1 would be specialized to 1 (torch.export's 0/1 rule).
     sized = spec.with_sizes({d.name: 2 for d in spec.dims if d.name is not None and d.size == 1})
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(sized.sample(rng)))
 
 
@@ -52,6 +56,8 @@ class Lowered:
 
 
 def _export(module: nn.Module, specs: Sequence[InputSpec], args: tuple[torch.Tensor, ...]) -> Any:
+    import torch
+
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # export's deprecation chatter is not the user's business
         return torch.export.export(module.eval(), args, dynamic_shapes=_dynamic_shapes(specs), strict=False)
@@ -104,6 +110,8 @@ def pte_from_module(module: nn.Module, specs: Sequence[InputSpec], *, seed: int 
         if dynamic != declared:
             # Some dims were fixed, possibly at the stand-in size 2 used for size-1 dims: fix
             # them at the sizes the specs give instead.
+            import torch
+
             args = tuple(torch.from_numpy(np.ascontiguousarray(s.sample(np.random.default_rng(seed)))) for s in specs)
             exported = _export(module, specs, args)
             dynamic = _dynamic_axes(exported)

@@ -10,14 +10,16 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from ferry._io import native_output_silenced
 from ferry.errors import UnsupportedModelError, UserError, first_line
 from ferry.specs import InputSpec
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @contextlib.contextmanager
@@ -46,6 +48,8 @@ def tflite_from_module(module: nn.Module, specs: Sequence[InputSpec], *, seed: i
     """
     if not specs:
         raise UserError("LiteRT needs input specs to convert the model; give --input")
+    import torch
+
     rng = np.random.default_rng(seed)
     args = tuple(torch.from_numpy(np.ascontiguousarray(s.sample(rng))) for s in specs)
     with quiet():

@@ -10,14 +10,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from ferry._io import native_output_silenced
 from ferry.errors import UnsupportedModelError, UserError, first_line
 from ferry.specs import InputSpec
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass
@@ -51,6 +53,7 @@ def ncnn_from_module(module: nn.Module, specs: Sequence[InputSpec], *, seed: int
     if reason is not None:
         raise UnsupportedModelError(reason)
     import pnnx
+    import torch
 
     rng = np.random.default_rng(seed)
     first = tuple(torch.from_numpy(s.with_sizes({d.name: 1 for d in s.dims[:1] if d.name}).sample(rng)) for s in specs)

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ferry.backends.base import Session
+
+if TYPE_CHECKING:
+    import torch
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
 def torch_runner(module: torch.nn.Module) -> Runner:
     """Wrap an ``nn.Module`` as a runner (eval mode, no autograd)."""
+    import torch
+
     module.eval()
 
     def run(y: np.ndarray) -> np.ndarray:
@@ -43,6 +48,23 @@ def session_runner(session: Session) -> Runner:
     if isinstance(height, int) and isinstance(width, int):
         return tiled(run, (height, width), overlap=8, fixed=True)
     return run
+
+
+def receptive_radius(runner: Runner, *, limit: int = 40) -> int | None:
+    """How many input pixels away from an output pixel the network looks, measured: one pixel of
+    a random plane is changed and the outputs that moved are found. ``None`` when they reach
+    ``limit`` (a wider or global receptive field: no finite tile overlap is exact)."""
+    side = 2 * limit + 1
+    y = np.random.default_rng(0).random((1, 1, side, side), dtype=np.float32)
+    base = runner(y)
+    y[0, 0, limit, limit] = 1.0 - y[0, 0, limit, limit]
+    moved = np.argwhere(runner(y)[0, 0] != base[0, 0])
+    if moved.size == 0:
+        return 0
+    scale = base.shape[2] // side
+    reach = max(limit * scale - int(moved.min()), int(moved.max()) - (limit + 1) * scale + 1)
+    radius = math.ceil(reach / scale)
+    return None if radius >= limit else radius
 
 
 # A piece: the kept area in the plane (top, left, bottom, right), the window the network sees in

@@ -1,8 +1,8 @@
 """``ferry upscale``: super-resolve images and folders with a zoo model or an exported ONNX file.
 
-Large images run in tiles: each tile carries ``overlap`` pixels of context on every side, more
-than the network's receptive field, so the stitched result equals the untiled one up to float
-rounding while the tensors stay a fixed size.
+Large images run in tiles: each tile carries ``overlap`` pixels of context on every side, by
+default the network's receptive radius (measured), so the stitched result equals the untiled one
+up to float rounding while the tensors stay a fixed size.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -25,7 +25,10 @@ from ferry.errors import UserError, describe_os_error, first_line
 from ferry.superres import deep16, imaging
 from ferry.superres.deep16 import Deep16
 from ferry.superres.imaging import IMAGE_SUFFIXES
-from ferry.superres.runners import Runner, session_runner, tiled, torch_runner
+from ferry.superres.runners import Runner, receptive_radius, session_runner, tiled, torch_runner
+
+if TYPE_CHECKING:
+    from ferry.models import LoadedModel
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 
@@ -46,7 +49,9 @@ class UpscaleConfig:
             backend name, or ``torch`` (eager; zoo models only).
         precision: ``auto``, ``fp32`` or ``int8`` (a cached, gated int8 copy of the model).
         tile: tile side in input pixels (0: the whole image at once).
-        overlap: context pixels around each tile; at least the receptive-field radius.
+        overlap: context pixels around each tile; ``None``: the network's receptive radius,
+            measured on the runtime (5 for ESPCN, 15 for superres_span), which makes tiled equal
+            untiled.
         batch: tiles of the same shape run together in one call, this many at a time.
         overwrite: redo outputs that already exist in a folder run.
         threads: runtime threads (0: the runtime's default).
@@ -63,7 +68,7 @@ class UpscaleConfig:
     backend: str = "auto"
     precision: str = "auto"
     tile: int = 0
-    overlap: int = 8
+    overlap: int | None = None
     batch: int = 1
     overwrite: bool = False
     threads: int = 0
@@ -95,6 +100,8 @@ class UpscaleResult:
     seconds: float = 0.0
     #: the model that ran: ``zoo:NAME`` or an ONNX file's path
     model: str = ""
+    #: context pixels around each tile (0 without --tile)
+    overlap: int = 0
 
     @property
     def failed(self) -> list[FileResult]:
@@ -108,6 +115,7 @@ class UpscaleResult:
             "ok": bool(self),
             "model": self.model,
             "scale": self.scale,
+            "overlap": self.overlap,
             "runtime": self.runtime,
             "seconds": self.seconds,
             "files": [
@@ -153,7 +161,6 @@ class YChannelModel:
 
     def __init__(self, cfg: UpscaleConfig, on_status: Callable[[str], None] | None = None) -> None:
         from ferry import onnx_file
-        from ferry.models import load_model
         from ferry.run import open_session
         from ferry.superres.runtime_choice import PRECISIONS, choose_runtime, int8_copy
 
@@ -164,20 +171,29 @@ class YChannelModel:
         #: what runs: ``zoo:NAME`` or the ONNX file's path
         self.model = model
         if model.startswith("zoo:"):
-            loaded = load_model(model)
-            if loaded.task.get("kind") != "super-resolution" or loaded.inputs[0].shape[1] != 1:
+            from ferry import zoo
+
+            entry = zoo.get(model.removeprefix("zoo:"))
+            if entry.task.get("kind") != "super-resolution" or entry.inputs[0].shape[1] != 1:
                 raise UserError(f"{model} is not a Y-channel super-resolution model; use zoo:superres")
-            self.scale = int(loaded.task["scale"])
+            self.scale = int(entry.task["scale"])
             _check_scale(model, self.scale, cfg.scale)
+
+            def build() -> LoadedModel:  # imports torch: a cached export of shipped weights does not
+                from ferry.models import load_model
+
+                return load_model(model)
+
             if cfg.backend == "torch":
                 if cfg.precision == "int8":
                     raise UserError("--precision int8 runs on an ONNX backend, not on torch")
-                self.runner = torch_runner(loaded.module)
+                self.runner = torch_runner(build().module)
                 self.runtime = {"backend": "torch", "precision": "fp32"}
                 return
-            from ferry.cache import cached_export
+            from ferry.cache import cached_export, cached_zoo_export
 
-            path = cached_export(loaded)
+            # the shipped weights' export comes from the cache without importing torch
+            path = cached_zoo_export(entry) if entry.trained else cached_export(build())
         else:
             path = Path(model)
             if cfg.backend == "torch":
@@ -194,7 +210,7 @@ class YChannelModel:
             _check_scale(model, self.scale, cfg.scale)
         backend = cfg.backend
         if backend == "auto":
-            side = cfg.tile + 2 * cfg.overlap
+            side = cfg.tile + 2 * (16 if cfg.overlap is None else cfg.overlap)  # the radius is measured later
             choice = choose_runtime(
                 path,
                 threads=cfg.threads,
@@ -220,6 +236,24 @@ class YChannelModel:
             self.runtime = {"backend": backend, "precision": cfg.precision if cfg.precision != "auto" else "fp32"}
         session = open_session(path, backend, **({"threads": cfg.threads} if cfg.threads else {}))
         self.runner = session_runner(session)
+
+    def tiled_runner(self, cfg: UpscaleConfig) -> tuple[Runner, int]:
+        """The runner that ``cfg`` asks for (tiled, batched, checked for the scale) and the tile
+        overlap it uses: ``cfg.overlap``, else the network's measured receptive radius."""
+        overlap = cfg.overlap if cfg.overlap is not None else 0
+        if cfg.tile and cfg.overlap is None:
+            radius = receptive_radius(self.runner, limit=_MAX_RADIUS)
+            if radius is None:
+                raise UserError(
+                    f"{self.model} looks further than {_MAX_RADIUS} pixels: tiles would not match the whole-image"
+                    " result; give --overlap N (context pixels per tile) or leave out --tile"
+                )
+            overlap = radius
+        return _scaling(tiled(self.runner, cfg.tile, overlap, batch=cfg.batch), self.scale), overlap
+
+
+#: the widest receptive radius measured for a default overlap
+_MAX_RADIUS = 40
 
 
 @dataclass
@@ -503,7 +537,7 @@ def _validate(src: Path, out: Path, cfg: UpscaleConfig) -> None:
     if src.is_dir() and os.path.isfile(out):
         raise UserError(f"{out} is a file; give a folder as the output of a folder run")
     refuse_if_input(out)  # the photo itself, or the input folder: outputs would replace originals
-    if cfg.tile < 0 or cfg.overlap < 0:
+    if cfg.tile < 0 or (cfg.overlap is not None and cfg.overlap < 0):
         raise UserError("--tile and --overlap must not be negative")
     if cfg.batch < 1:
         raise UserError(f"--batch must be at least 1, got {cfg.batch}")
@@ -545,8 +579,8 @@ def upscale(
         _validate(src, out, cfg)
         start = time.perf_counter()
         model = YChannelModel(cfg, on_status=on_status)
-        runner = _scaling(tiled(model.runner, cfg.tile, cfg.overlap, batch=cfg.batch), model.scale)
-        result = UpscaleResult(scale=model.scale, runtime=model.runtime, model=model.model)
+        runner, overlap = model.tiled_runner(cfg)
+        result = UpscaleResult(scale=model.scale, runtime=model.runtime, model=model.model, overlap=overlap)
         jobs = list(_jobs(src, out, model.scale))
         for folder in sorted({target.parent for _, target in jobs}):
             remove_stale_temps(folder)

@@ -6,19 +6,20 @@ below (no import side effects).
 
 from __future__ import annotations
 
-import functools
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ferry.preprocessing import Preprocess, for_task
 from ferry.registry import Registry
 from ferry.specs import InputSpec, parse_input_spec
-from ferry.weights import load_state_dict
+from ferry.zoo._tasks import superres_y_task
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,37 @@ class ZooModel:
             return {}
         return dict(json.loads(path.read_text(encoding="utf-8")))
 
+    def weights_file(self) -> resources.abc.Traversable | None:
+        """The shipped safetensors file of the weights (``None`` for an untrained model)."""
+        return None if self.weights is None else resources.files("ferry.zoo") / "weights" / self.weights
+
     def build(self, **kwargs: Any) -> nn.Module:
         """Instantiate the model, load its shipped weights when it has them, and set eval mode."""
+        from ferry.weights import load_state_dict
+
         model = self.factory(**kwargs)
         if self.weights is not None and not kwargs:
             with resources.as_file(resources.files("ferry.zoo") / "weights" / self.weights) as path:
                 load_state_dict(model, path)
         return model.eval()
+
+
+@dataclass(frozen=True)
+class _Factory:
+    """A network class named by its module in ``ferry.zoo``, imported only when a model is built:
+    listing the zoo, or upscaling with an export already in the cache, does not import torch."""
+
+    module: str
+    name: str
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def __call__(self, **kwargs: Any) -> nn.Module:
+        cls = getattr(importlib.import_module(f"ferry.zoo.{self.module}"), self.name)
+        return cls(**(dict(self.kwargs) | kwargs))
+
+
+def _factory(module: str, name: str, **kwargs: Any) -> _Factory:
+    return _Factory(module, name, tuple(sorted(kwargs.items())))
 
 
 def _specs(*texts: str, names: tuple[str, ...]) -> tuple[InputSpec, ...]:
@@ -104,20 +129,18 @@ def upscaler_name(scale: int = 3, *, fast: bool = False) -> str:
 
 def _stronger_upscalers(reg: Registry[ZooModel]) -> None:
     """The x3 models that trade a little speed for quality over ESPCN."""
-    from ferry.zoo import edsr, espcn, span
-
     reg.register(
         ZooModel(
             name="superres_edsr",
             summary="EDSR-style residual network x3 on the Y channel (8 blocks of 32 channels): the stronger upscaler",
-            factory=functools.partial(edsr.EDSRY, upscale_factor=3),
+            factory=_factory("edsr", "EDSRY", upscale_factor=3),
             inputs=_specs("batch=1,1,height=224,width=224", names=("input",)),
             outputs=("output",),
             weights="superres_edsr_x3.safetensors",
             weights_note="trained by ferry (ferry train superres --arch edsr --loss l1) on the same bundled images",
             # 19 convolutions deep: float runtimes that reorder sums drift a little further than ESPCN.
             tolerance=(1e-4, 2e-4),
-            task=espcn.task(3),
+            task=superres_y_task(3),
         )
     )
     reg.register(
@@ -125,28 +148,26 @@ def _stronger_upscalers(reg: Registry[ZooModel]) -> None:
             name="superres_span",
             summary="SPAN-style network x3 on the Y channel (4 attention blocks of 32 channels): the best x3 model,"
             " ~2.3x ESPCN's CPU time",
-            factory=functools.partial(span.SPANY, upscale_factor=3),
+            factory=_factory("span", "SPANY", upscale_factor=3),
             inputs=_specs("batch=1,1,height=224,width=224", names=("input",)),
             outputs=("output",),
             weights="superres_span_x3.safetensors",
             weights_note="trained by ferry (ferry train superres --arch span --loss l1 --data wallpapers) on the"
             " bundled images and Debian wallpaper photos; checkpoint chosen on held-out photos",
             tolerance=(1e-4, 2e-4),
-            task=espcn.task(3),
+            task=superres_y_task(3),
         )
     )
 
 
 def _build_registry() -> Registry[ZooModel]:
-    from ferry.zoo import alexnet, espcn, srresnet
-
     reg: Registry[ZooModel] = Registry("zoo model")
     for scale in SUPERRES_SCALES:
         reg.register(
             ZooModel(
                 name=superres_name(scale),
                 summary=f"ESPCN super-resolution x{scale} (the PyTorch tutorial's SuperResolutionNet) on the Y channel",
-                factory=functools.partial(espcn.SuperResolutionNet, upscale_factor=scale),
+                factory=_factory("espcn", "SuperResolutionNet", upscale_factor=scale),
                 inputs=_specs("batch=1,1,height=224,width=224", names=("input",)),
                 outputs=("output",),
                 weights=f"superres_x{scale}.safetensors",
@@ -154,7 +175,7 @@ def _build_registry() -> Registry[ZooModel]:
                 # Outputs are pixel values in [0, 1]: 1e-4 is 1/40 of a grey level. f32 runtimes that
                 # reorder convolution sums (OpenVINO) reach a few 1e-5 on out-of-range random inputs.
                 tolerance=(1e-4, 1e-4),
-                task=espcn.task(scale),
+                task=superres_y_task(scale),
             )
         )
     _stronger_upscalers(reg)
@@ -162,7 +183,7 @@ def _build_registry() -> Registry[ZooModel]:
         ZooModel(
             name="srresnet",
             summary="SRResNet x4 (Ledig et al. 2017), 16 residual blocks, on RGB in [0, 1]",
-            factory=srresnet.SRResNet,
+            factory=_factory("srresnet", "SRResNet"),
             inputs=_specs("batch=1,3,height=64,width=64", names=("input",)),
             outputs=("output",),
             weights=None,
@@ -175,7 +196,7 @@ def _build_registry() -> Registry[ZooModel]:
         ZooModel(
             name="alexnet",
             summary="AlexNet image classifier (Krizhevsky et al. 2012), 1000 classes",
-            factory=alexnet.AlexNet,
+            factory=_factory("alexnet", "AlexNet"),
             inputs=_specs("batch=1,3,224,224", names=("image",)),
             outputs=("logits",),
             weights=None,

@@ -11,17 +11,10 @@ import torch
 from torch import nn
 from torch.nn import init
 
+from ferry.zoo._tasks import superres_y_task
 
-def task(scale: int) -> dict[str, Any]:
-    """Task metadata of the Y-channel model at one upscale factor."""
-    return {
-        "kind": "super-resolution",
-        "scale": scale,
-        "colour": "Y of full-range BT.601 YCbCr (PIL), float32 in [0, 1]; Cb/Cr upscaled bicubically",
-        "input_layout": "N x 1 x H x W",
-        "output_layout": f"N x 1 x {scale}H x {scale}W",
-        "preprocess": "y",
-    }
+#: the task metadata of an ESPCN for a scale (torch-free in :mod:`ferry.zoo._tasks`)
+task = superres_y_task
 
 
 TASK: dict[str, Any] = task(3)
