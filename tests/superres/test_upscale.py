@@ -31,6 +31,36 @@ def test_tiles_stitch_to_the_untiled_result() -> None:
     assert np.abs(tiled(runner, 16, 0)(y) - whole).max() > 1e-3
 
 
+@pytest.mark.parametrize(("name", "radius"), [("superres", 5), ("superres_edsr", 19), ("superres_span", 15)])
+def test_the_default_overlap_is_the_measured_receptive_radius_and_tiles_match(
+    tmp_path: Path, name: str, radius: int
+) -> None:
+    from ferry.superres.runners import receptive_radius
+
+    runner = torch_runner(ferry.load_model(f"zoo:{name}").module)
+    assert receptive_radius(runner) == radius
+    y = np.random.default_rng(0).random((1, 1, 60, 70), dtype=np.float32)
+    np.testing.assert_allclose(tiled(runner, 16, radius)(y), runner(y), rtol=0, atol=1e-5)
+    assert np.abs(tiled(runner, 16, 0)(y) - runner(y)).max() > 1e-3  # without context the seams show
+    _photo(w=50, h=40).save(tmp_path / "p.png")
+    cfg = UpscaleConfig(model=f"zoo:{name}", backend="torch", tile=16)
+    result = ferry.upscale(tmp_path / "p.png", tmp_path / "tiled.png", cfg)
+    assert result.overlap == radius
+    ferry.upscale(tmp_path / "p.png", tmp_path / "whole.png", UpscaleConfig(model=f"zoo:{name}", backend="torch"))
+    tiled_px = np.asarray(Image.open(tmp_path / "tiled.png"), np.int16)
+    whole_px = np.asarray(Image.open(tmp_path / "whole.png"), np.int16)
+    assert np.abs(tiled_px - whole_px).max() <= 1
+
+
+def test_a_global_receptive_field_is_refused_without_an_explicit_overlap() -> None:
+    from ferry.superres.runners import receptive_radius
+
+    def global_mean(y: np.ndarray) -> np.ndarray:  # every output pixel sees the whole plane
+        return np.repeat(np.repeat(y + y.mean(), 3, axis=2), 3, axis=3)
+
+    assert receptive_radius(global_mean) is None
+
+
 def test_batched_tiles_run_together_and_give_the_same_picture(tmp_path: Path) -> None:
     model = torch_runner(ferry.load_model("zoo:superres").module)
     calls: list[tuple[int, ...]] = []

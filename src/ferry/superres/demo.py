@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -25,6 +25,10 @@ from ferry.superres.pipeline import Runner, session_runner, super_resolve, torch
 from ferry.superres.scoring import score_image
 from ferry.verify import PARITY_HEADERS, VerifyConfig, VerifyReport, parity_rows, verify
 from ferry.zoo import BEST_UPSCALERS
+
+T = TypeVar("T")
+#: shown beside the tutorial's ESPCN: what ``ferry upscale`` runs by default at x3
+STRONGER_MODEL = f"zoo:{BEST_UPSCALERS[3]}"
 
 # A crop of the cat's face (in the ground-truth image's coordinates) for the zoomed comparison.
 _FACE = (150, 60, 330, 180)
@@ -92,10 +96,8 @@ def run_demo(
     *,
     step: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    """Export, check, verify and run ``zoo:superres`` on the bundled cat; write images and a report.
-
-    The strongest zoo model for x3 (what ``ferry upscale`` uses by default) runs beside the
-    tutorial's ESPCN on the same cat, so the report shows both pictures and both PSNRs.
+    """Export, check, verify and run ``zoo:superres`` on the bundled cat, and ``ferry upscale``'s
+    stronger default model beside it; write images and a report.
 
     Args:
         out_dir: folder for the ONNX file, images, ``report.html`` and ``report.json``.
@@ -123,24 +125,19 @@ def run_demo(
     timings["export"] = exported.seconds
 
     say("checking the ONNX file")
-    t = time.perf_counter()
-    checked = check(exported.path)
-    timings["check"] = time.perf_counter() - t
+    checked = _timed(timings, "check", lambda: check(exported.path))
 
     say("verifying ONNX Runtime against PyTorch at three shapes")
-    t = time.perf_counter()
-    verified = verify(model, exported.path, config=VerifyConfig(backends=("onnxruntime",)))
-    timings["verify"] = time.perf_counter() - t
+    onnxruntime_only = VerifyConfig(backends=("onnxruntime",))
+    verified = _timed(timings, "verify", lambda: verify(model, exported.path, config=onnxruntime_only))
 
     say("super-resolving the cat with ONNX Runtime")
     ort_runner = session_runner(open_session(exported.path))
     eager: Runner = torch_runner(model.module)
     images, psnr_ferry, psnr_bicubic, max_diff = _upscale_cat(ort_runner, eager, int(model.task["scale"]))
 
-    strong_name = f"zoo:{BEST_UPSCALERS[3]}"
-    say(f"super-resolving the cat with the stronger {strong_name} on ONNX Runtime")
-    strong = session_runner(open_session(cached_export(load_model(strong_name))))
-    strong_cat, psnr_strong = _upscale_small(images[0], images[3], strong)
+    say(f"super-resolving the cat with the stronger {STRONGER_MODEL} on ONNX Runtime")
+    strong_cat, psnr_strong = _upscale_small(images[0], images[3], STRONGER_MODEL)
 
     say("timing ONNX Runtime and PyTorch eager on the full-size cat (x3)")
     cat_x3 = super_resolve(datasets.chelsea(), ort_runner)
@@ -148,7 +145,7 @@ def run_demo(
 
     say("writing images and the report")
     zoom = _zoom(images, psnr_ferry, psnr_bicubic)
-    zoom.insert(3, (f"{strong_name} {psnr_strong:.2f} dB", strong_cat.crop(_FACE)))
+    zoom.insert(3, (f"{STRONGER_MODEL} {psnr_strong:.2f} dB", strong_cat.crop(_FACE)))
     comparison = imaging.side_by_side(zoom, height=360)
     for key, img in zip(("input", "bicubic", "ferry", "original"), images, strict=True):
         files[key] = _save_png(img, out / f"{key}.png")
@@ -166,7 +163,7 @@ def run_demo(
         psnr_bicubic=psnr_bicubic,
         max_pixel_diff_vs_torch=max_diff,
         timings=timings,
-        stronger_model=strong_name,
+        stronger_model=STRONGER_MODEL,
         psnr_stronger=psnr_strong,
     )
     files["report_json"] = out / "report.json"
@@ -192,8 +189,18 @@ def _upscale_cat(
     return (small, bicubic, result, original), score.psnr_model, score.psnr_bicubic, max_diff
 
 
-def _upscale_small(small: Image.Image, original: Image.Image, runner: Runner) -> tuple[Image.Image, float]:
-    """The downscaled cat upscaled by ``runner``, and its PSNR as the model card measures it."""
+def _timed(timings: dict[str, float], key: str, stage: Callable[[], T]) -> T:
+    """Run one stage and record its wall time under ``key``."""
+    start = time.perf_counter()
+    value = stage()
+    timings[key] = time.perf_counter() - start
+    return value
+
+
+def _upscale_small(small: Image.Image, original: Image.Image, model: str) -> tuple[Image.Image, float]:
+    """The downscaled cat upscaled by a zoo model on ONNX Runtime, and its PSNR as the model card
+    measures it."""
+    runner = session_runner(open_session(cached_export(load_model(model))))
     scale = original.width // small.width
     score = score_image("chelsea", original, runner, scale=scale)
     return super_resolve(small, runner), score.psnr_model
