@@ -59,7 +59,9 @@ EXIT_INTERNAL_ERROR = 3
 
 
 def first_line(exc: BaseException, *, root: bool = False, limit: int = 300) -> str:
-    """An exception as ``Type: first non-empty line`` for a one-line error, without colour codes.
+    """An exception as ``Type: first non-empty line`` for a one-line error, without colour codes;
+    ferry's own errors (:class:`FerryError`, whose messages are written for the user) without
+    their type.
 
     Args:
         root: follow ``__cause__`` to the innermost exception (torch.onnx wraps the real failure,
@@ -70,7 +72,8 @@ def first_line(exc: BaseException, *, root: bool = False, limit: int = 300) -> s
         exc = exc.__cause__
     for line in _ANSI.sub("", str(exc)).splitlines():
         if line.strip():
-            return f"{type(exc).__name__}: {' '.join(line.split())[:limit]}"
+            text = " ".join(line.split())[:limit]
+            return text if isinstance(exc, FerryError) else f"{type(exc).__name__}: {text}"
     return type(exc).__name__
 
 

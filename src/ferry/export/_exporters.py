@@ -64,7 +64,7 @@ def static_dims(proto: onnx.ModelProto, specs: Sequence[InputSpec]) -> list[Stat
     return found
 
 
-def _grouped(module: nn.Module, dynamic: list[dict[int, Any] | None]) -> tuple[Any, ...]:
+def dynamic_shapes_for(module: nn.Module, dynamic: list[dict[int, Any] | None]) -> tuple[Any, ...]:
     """Dynamic shapes laid out as torch.export binds the arguments: those past ``forward``'s
     named parameters go together under its ``*args``."""
     params = inspect.signature(module.forward).parameters.values()
@@ -98,7 +98,7 @@ def dynamo_export(
         input_names=[s.name for s in specs],
         output_names=list(outputs),
         opset_version=cfg.opset,
-        dynamic_shapes=_grouped(module, dynamic) if any(dynamic) else None,
+        dynamic_shapes=dynamic_shapes_for(module, dynamic) if any(dynamic) else None,
         optimize=cfg.constant_folding,
         verbose=cfg.verbose or False,
     )

@@ -19,14 +19,14 @@ import torch
 from ferry import samples
 from ferry.backends import REGISTRY, Session
 from ferry.compare import Tolerance
-from ferry.errors import UserError
+from ferry.errors import UserError, first_line
 from ferry.models import LoadedModel
 from ferry.specs import InputSpec
 from ferry.subject import resolve
 from ferry.verify._compare import Judge, cases_for, empty_verdicts, run_cases, task_report
 from ferry.verify._report import PARITY_HEADERS, failures, parity_rows, summary_text, write_junit, write_report
 from ferry.verify._results import BackendVerdict, Check, VerifyConfig, VerifyReport
-from ferry.verify._sessions import Float64Reference, OpenRuntime, default_tolerance, one_line, open_sessions
+from ferry.verify._sessions import Float64Reference, OpenRuntime, default_tolerance, open_sessions
 
 __all__ = [
     "PARITY_HEADERS",
@@ -150,7 +150,7 @@ def _first_divergence(
     try:
         return locate_divergence(path, feeds, backend=name, module=loaded.module, tolerance=tolerance)
     except Exception as exc:  # localization is a diagnosis; its failure must not hide the verdict
-        return {"error": f"could not localize the divergence: {one_line(exc)}"}
+        return {"error": f"could not localize the divergence: {first_line(exc)}"}
 
 
 def image_data(model: LoadedModel, folder: str | os.PathLike[str]) -> list[tuple[str, dict[str, np.ndarray]]]:

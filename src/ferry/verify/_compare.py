@@ -11,12 +11,12 @@ import numpy as np
 from ferry import samples, tasks
 from ferry.backends import REGISTRY, Session
 from ferry.compare import NoiseRule, Tolerance, compare_outputs, top1_agreement
-from ferry.errors import UserError
+from ferry.errors import UserError, first_line
 from ferry.specs import Dim, InputSpec
 from ferry.subject import Subject
 from ferry.tasks import TaskReport
 from ferry.verify._results import BackendVerdict, Check, VerifyConfig
-from ferry.verify._sessions import Float64Reference, OpenRuntime, Unopened, fits, one_line, static_dims
+from ferry.verify._sessions import Float64Reference, OpenRuntime, Unopened, fits, static_dims
 
 
 def empty_verdicts(sessions: Mapping[str, OpenRuntime], unopened: Unopened) -> dict[str, BackendVerdict]:
@@ -77,7 +77,7 @@ class Judge:
         try:
             return self.float64.run(feeds)
         except Exception as exc:  # double kernels missing, dtype-specific code: judge by tolerance
-            self.note(f"PyTorch could not run in float64 at {label} ({one_line(exc)}): judged by rtol/atol there")
+            self.note(f"PyTorch could not run in float64 at {label} ({first_line(exc)}): judged by rtol/atol there")
             return None
 
     def note(self, text: str) -> None:
@@ -137,7 +137,7 @@ def _check(
     try:
         got = sub.session.run(feeds)
     except Exception as exc:  # a runtime's failure on one case is that check's error, not the run's
-        return Check(name, label, index, [], 0.0, one_line(exc))
+        return Check(name, label, index, [], 0.0, first_line(exc))
     stats = compare_outputs(
         ref,
         got.outputs,

@@ -25,7 +25,7 @@ import onnx
 import torch
 from torch import fx, nn
 
-from ferry.export._exporters import TRACE_SIZE, _grouped
+from ferry.export._exporters import TRACE_SIZE, dynamic_shapes_for
 
 FX_NODE = "pkg.torch.onnx.fx_node"
 _NAME = re.compile(r"%(\S+) :")
@@ -70,7 +70,7 @@ def _program(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], module: nn
         module,
         tuple(examples),
         dynamo=True,
-        dynamic_shapes=_grouped(module, dynamic) if any(dynamic) else None,
+        dynamic_shapes=dynamic_shapes_for(module, dynamic) if any(dynamic) else None,
         optimize=False,
         verbose=False,
     )

@@ -12,7 +12,7 @@ import torch
 from ferry.backends import REGISTRY, Session
 from ferry.backends.torch import TorchSession
 from ferry.compare import DEFAULT_TOLERANCES, Tolerance
-from ferry.errors import FerryError, UnsupportedModelError, UserError
+from ferry.errors import UnsupportedModelError, UserError, first_line
 from ferry.models import LoadedModel
 from ferry.specs import TensorInfo
 from ferry.subject import Subject
@@ -59,12 +59,12 @@ def open_sessions(names: Sequence[str], subject: Subject) -> tuple[dict[str, Ope
             try:
                 session = b.open(subject)
             except UnsupportedModelError as exc:
-                unopened.refused[b.name] = one_line(exc)
+                unopened.refused[b.name] = first_line(exc)
                 if not every:
                     unopened.named.add(b.name)
                 continue
             except Exception as exc:  # a runtime's or converter's failure: its row only
-                unopened.errors[b.name] = one_line(exc)
+                unopened.errors[b.name] = first_line(exc)
                 continue
             gating = not (every and b.informational_in_all)
             sessions[b.name] = OpenRuntime(session, b.version() or "", gating, b.samples_per_shape)
@@ -73,15 +73,6 @@ def open_sessions(names: Sequence[str], subject: Subject) -> tuple[dict[str, Ope
             sub.session.close()
         raise
     return sessions, unopened
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: ferry's own messages as they are, others with their type."""
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    if isinstance(exc, FerryError):
-        return first or type(exc).__name__
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class Float64Reference:
@@ -102,7 +93,7 @@ class Float64Reference:
         try:
             twin = copy.deepcopy(module)
         except Exception as exc:  # modules holding locks, files or C handles cannot be copied
-            return None, f"the module cannot be copied for a float64 run ({one_line(exc)})"
+            return None, f"the module cannot be copied for a float64 run ({first_line(exc)})"
         assert isinstance(reference, TorchSession)
         return cls(twin, reference.inputs, reference.output_names), ""
 
