@@ -51,6 +51,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "run": ("ferry.run", "run"),
     "ServeConfig": ("ferry.serve", "ServeConfig"),
     "serve": ("ferry.serve", "serve"),
+    "serve_on_ray": ("ferry.serve._ray", "serve_on_ray"),
     "InputSpec": ("ferry.specs", "InputSpec"),
     "parse_input_spec": ("ferry.specs", "parse_input_spec"),
     "evaluate_superres": ("ferry.superres.scoring", "evaluate"),
@@ -61,6 +62,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "UpscaleConfig": ("ferry.superres.upscale", "UpscaleConfig"),
     "UpscaleResult": ("ferry.superres.upscale", "UpscaleResult"),
     "upscale": ("ferry.superres.upscale", "upscale"),
+    "upscale_on_ray": ("ferry.superres.distributed", "upscale_on_ray"),
     "VerifyConfig": ("ferry.verify", "VerifyConfig"),
     "VerifyReport": ("ferry.verify", "VerifyReport"),
     "verify": ("ferry.verify", "verify"),
@@ -110,8 +112,10 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     from ferry.package import PackageResult, package
     from ferry.run import RunResult, run
     from ferry.serve import ServeConfig, serve
+    from ferry.serve._ray import serve_on_ray
     from ferry.specs import InputSpec, parse_input_spec
     from ferry.superres.demo import DemoResult, run_demo
+    from ferry.superres.distributed import upscale_on_ray
     from ferry.superres.evaluate import evaluate_superres as eval_superres
     from ferry.superres.pipeline import super_resolve
     from ferry.superres.scoring import evaluate as evaluate_superres
@@ -165,9 +169,11 @@ __all__ = [
     "run",
     "run_demo",
     "serve",
+    "serve_on_ray",
     "super_resolve",
     "train_superres",
     "upscale",
+    "upscale_on_ray",
     "verify",
     "view",
 ]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -11,6 +12,9 @@ from rich.markup import escape
 from ferry.cli._options import ArgOpt, InputOpt, WeightsOpt, specs_from
 from ferry.cli._render import console, err_console
 from ferry.errors import UserError
+
+if TYPE_CHECKING:
+    from ferry.serve import ServeConfig
 
 
 def serve_cmd(
@@ -63,6 +67,20 @@ def serve_cmd(
     timeout: Annotated[float, typer.Option(metavar="S", help="Longest a request may wait and run; then 504.")] = 60.0,
     threads: Annotated[int, typer.Option(metavar="N", help="Runtime threads (0: default).")] = 0,
     log_level: Annotated[str, typer.Option(metavar="LEVEL", help="warning, info (every request), debug.")] = "warning",
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Serve as a Ray Serve deployment (pip install 'ferry[ray]'), Ray Serve's proxy on the head node at"
+            " --host/--port: local (start Ray here), auto (RAY_ADDRESS or the cluster on this machine), HOST:PORT or"
+            " ray://HOST:PORT. Model files must be at the same path on every node.",
+            show_default=False,
+        ),
+    ] = None,
+    replicas: Annotated[
+        int, typer.Option(metavar="N", help="With --ray: copies of the server, each of --threads CPUs (default 1).")
+    ] = 1,
     input: InputOpt = None,
     arg: ArgOpt = None,
     weights: WeightsOpt = None,
@@ -93,6 +111,11 @@ def serve_cmd(
     def on_status(text: str) -> None:
         err_console.print(f"[dim]{escape(text)}[/dim]")
 
+    if ray is not None:
+        _serve_on_ray(model, cfg, repository, ray, replicas, input, arg, weights, on_status)
+        return
+    if replicas != 1:
+        raise UserError("--replicas needs --ray: one ferry serve is one process")
     server = serve(
         model,
         cfg,
@@ -109,4 +132,47 @@ def serve_cmd(
         for path in urls:
             console.print(f"  {escape(server.url + path)}", soft_wrap=True)
     console.print(f"metrics: {server.url}/metrics; Ctrl-C or SIGTERM stops (requests in flight finish)", soft_wrap=True)
+    server.run()
+
+
+def _serve_on_ray(
+    model: str | None,
+    cfg: ServeConfig,
+    repository: Path | None,
+    address: str,
+    replicas: int,
+    input: list[str] | None,
+    arg: list[str] | None,
+    weights: Path | None,
+    on_status: Callable[[str], None],
+) -> None:
+    """``ferry serve --ray``: deploy, print where it answers, serve until Ctrl-C or SIGTERM."""
+    from ferry.serve._ray import serve_on_ray
+    from ferry.specs import parse_kwargs
+
+    server = serve_on_ray(
+        model,
+        cfg,
+        address=address,
+        replicas=replicas,
+        repository=repository,
+        inputs=specs_from(input),
+        args=parse_kwargs(arg or []),
+        weights=weights,
+    )
+    server.start(on_status)
+    for served in server.models.values():
+        batching = f"batches of up to {served.max_batch}" if served.max_batch > 1 else "no batching"
+        console.print(
+            f"{escape(served.name)}: {escape(served.source)} on {served.backend}, {batching},"
+            f" {replicas} Ray Serve replica(s)",
+            soft_wrap=True,
+        )
+        for path in [f"/v2/models/{served.name}/infer", *served.endpoints]:
+            console.print(f"  {escape(server.url + path)}", soft_wrap=True)
+    console.print(
+        f"metrics: {server.url}/metrics (of the replica that answers); Ctrl-C or SIGTERM deletes the deployment"
+        " (requests in flight finish)",
+        soft_wrap=True,
+    )
     server.run()

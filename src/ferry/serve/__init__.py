@@ -266,15 +266,28 @@ def serve(
     from ferry.serve._metrics import Metrics
 
     metrics = Metrics()
+    served = open_models(model, ModelOptions(inputs, args, weights), cfg, metrics, repository, on_status)
+    return _bind(served, cfg, metrics)
+
+
+def open_models(
+    model: ModelSource | None,
+    source: ModelOptions,
+    cfg: ServeConfig,
+    metrics: Any,
+    repository: str | os.PathLike[str] | None,
+    on_status: Callable[[str], None] | None,
+) -> dict[str, ServedModel]:
+    """The models a server serves, by name, opened on their runtimes: ``model``, or every model
+    of ``repository``."""
     if repository is not None:
         from ferry.serve._repository import read_repository
 
         models = [_open_repository_model(m, cfg, metrics, on_status) for m in read_repository(repository)]
     else:
         assert model is not None
-        models = [_open_model(model, ModelOptions(inputs, args, weights), cfg, metrics, on_status)]
-    served = {m.name: m for m in models}
-    return _bind(served, cfg, metrics)
+        models = [_open_model(model, source, cfg, metrics, on_status)]
+    return {m.name: m for m in models}
 
 
 def _check(cfg: ServeConfig, model: object, repository: object) -> None:
@@ -423,8 +436,6 @@ def _served(
 
 def _bind(models: dict[str, ServedModel], cfg: ServeConfig, metrics: Any) -> Server:
     """The listening socket and the server around the application."""
-    from ferry.serve._app import build, guard_host, loopback_names
-
     try:
         addr = ipaddress.ip_address(cfg.host)
     except ValueError:
@@ -439,9 +450,21 @@ def _bind(models: dict[str, ServedModel], cfg: ServeConfig, metrics: Any) -> Ser
         raise UserError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; try another --port") from exc
     sock.listen(2048)
     sock.setblocking(False)
+    return Server(application(models, cfg, metrics), sock, cfg, models)
+
+
+def application(models: dict[str, ServedModel], cfg: ServeConfig, metrics: Any) -> Any:
+    """The ASGI application serving ``models``; on a loopback address it answers only requests
+    addressed to this machine by name (a page that rebinds its DNS name to 127.0.0.1 cannot use it)."""
+    from ferry.serve._app import build, guard_host, loopback_names
+
+    try:
+        addr = ipaddress.ip_address(cfg.host)
+    except ValueError:
+        addr = None
     asgi, _ = build(models, cfg, metrics)
     loopback = cfg.host in ("127.0.0.1", "localhost", "::1") or (addr is not None and addr.is_loopback)
-    return Server(guard_host(asgi, loopback_names()) if loopback else asgi, sock, cfg, models)
+    return guard_host(asgi, loopback_names()) if loopback else asgi
 
 
 __all__ = ["Endpoint", "ProtocolError", "ServeConfig", "ServeContext", "ServedModel", "Server", "serve"]
