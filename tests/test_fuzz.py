@@ -40,7 +40,7 @@ from ferry.samples import read_arrays
 from ferry.specs import DTYPES, INT_DTYPES, MAX_RANK, InputSpec, parse_input_specs
 from ferry.superres import deep16
 from ferry.superres import runtime_choice as rc
-from ferry.superres.upscale import _open as upscale_open
+from ferry.superres.upscale import open_image as upscale_open
 
 #: examples per property, few enough that the whole file takes about half a minute on two busy cores
 FUZZ = settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -50,7 +50,9 @@ def test_the_page_upscales_a_picked_photo_side_by_side(server: Server, tmp_path:
     assert (bw, bh, aw, ah) == (96, 72, 288, 216) and btop == atop  # side by side
     import ferry
 
-    want = ferry.upscale(photo, tmp_path / "cli.png", ferry.UpscaleConfig(backend="onnxruntime", precision="fp32"))
+    want = ferry.upscale(
+        photo, tmp_path / "cli.png", ferry.UpscaleConfig(fast=True, backend="onnxruntime", precision="fp32")
+    )
     assert want
     got = np.array(pixels, np.uint8).reshape(216, 288, 4)[..., :3]
     assert np.array_equal(got, np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))

@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ferry.errors import UserError
 from ferry.serve import Endpoint, ProtocolError, ServeContext
-from ferry.superres.upscale import _merge, _open, _Planes, _save, _split
+from ferry.superres.upscale import Planes, merge_planes, open_image, save_image, split_planes
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -40,7 +40,7 @@ FORMATS = {
 PNG_COMPRESSION = 4  # ferry upscale's default
 
 
-def _decode(body: bytes, max_pixels: int) -> tuple[_Planes, dict[str, Any], tuple[int, int]]:
+def _decode(body: bytes, max_pixels: int) -> tuple[Planes, dict[str, Any], tuple[int, int]]:
     """The uploaded image taken apart for the network; 413 past ``max_pixels`` (read from the
     header, before decoding), 400 for bytes that are not an image."""
     if not body:
@@ -59,18 +59,18 @@ def _decode(body: bytes, max_pixels: int) -> tuple[_Planes, dict[str, Any], tupl
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(body)
         try:
-            img, info = _open(path)
+            img, info = open_image(path)
         except UserError as exc:
             raise ProtocolError(400, str(exc).replace(str(path), "the upload")) from None
-    return _split(img), info, img.size
+    return split_planes(img), info, img.size
 
 
-def _encode(planes: _Planes, y_big: np.ndarray, info: dict[str, Any], suffix: str) -> bytes:
-    big = _merge(planes, y_big)
+def _encode(planes: Planes, y_big: np.ndarray, info: dict[str, Any], suffix: str) -> bytes:
+    big = merge_planes(planes, y_big)
     with tempfile.TemporaryDirectory(prefix="ferry-serve-") as tmp:
         target = Path(tmp) / f"upscaled{suffix}"
         try:
-            _save(big, target, info, PNG_COMPRESSION)
+            save_image(big, target, info, PNG_COMPRESSION)
         except UserError as exc:
             raise ProtocolError(400, str(exc).replace(str(target), "the result")) from None
         return target.read_bytes()

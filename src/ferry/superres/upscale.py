@@ -257,7 +257,7 @@ _MAX_RADIUS = 40
 
 
 @dataclass
-class _Planes:
+class Planes:
     """An image taken apart for the network: Y as an array, the rest kept for the merge."""
 
     mode: str
@@ -268,22 +268,22 @@ class _Planes:
     icc: bytes | None = None
 
 
-def _split(img: Image.Image | Deep16) -> _Planes:
+def split_planes(img: Image.Image | Deep16) -> Planes:
     if isinstance(img, Deep16):
         y, cb, cr, alpha = deep16.split(img)
-        return _Planes(img.mode, y, cb, cr, alpha, img.icc_profile)
+        return Planes(img.mode, y, cb, cr, alpha, img.icc_profile)
     if img.mode == "I;16":
         y16 = np.asarray(img, dtype=np.float32) / 65535.0
-        return _Planes("I;16", np.ascontiguousarray(y16[None, None]))
+        return Planes("I;16", np.ascontiguousarray(y16[None, None]))
     if img.mode in ("L", "LA"):
         alpha = img.getchannel("A") if img.mode == "LA" else None
-        return _Planes(img.mode, imaging.y_to_array(img.getchannel("L")), alpha=alpha)
+        return Planes(img.mode, imaging.y_to_array(img.getchannel("L")), alpha=alpha)
     alpha = img.getchannel("A") if "A" in img.getbands() else None
     yy, cb, cr = imaging.split_ycbcr(img.convert("RGB"))
-    return _Planes(img.mode, imaging.y_to_array(yy), cb, cr, alpha)
+    return Planes(img.mode, imaging.y_to_array(yy), cb, cr, alpha)
 
 
-def _merge(planes: _Planes, y_big: np.ndarray) -> Image.Image | Deep16:
+def merge_planes(planes: Planes, y_big: np.ndarray) -> Image.Image | Deep16:
     if planes.mode == "RGB;16":
         assert planes.cb is not None and planes.cr is not None
         return deep16.merge(y_big, planes.cb, planes.cr, planes.alpha, planes.icc)
@@ -307,8 +307,8 @@ def upscale_image(img: Image.Image | Deep16, runner: Runner, scale: int) -> Imag
     Grayscale stays grayscale; RGBA keeps its alpha channel, upscaled bicubically; 16-bit
     grayscale and 16-bit RGB(A) (:class:`~ferry.superres.deep16.Deep16`) stay 16-bit.
     """
-    planes = _split(img)
-    return _merge(planes, runner(planes.y))
+    planes = split_planes(img)
+    return merge_planes(planes, runner(planes.y))
 
 
 _WARNING = "ferry_warning"  # carried in the info dict from the reader to the report, never saved
@@ -320,7 +320,7 @@ def _gray16(img: Image.Image) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def _open(path: Path) -> tuple[Image.Image | Deep16, dict[str, Any]]:
+def open_image(path: Path) -> tuple[Image.Image | Deep16, dict[str, Any]]:
     """Open an image upright (EXIF orientation applied) with the metadata worth carrying over.
 
     16-bit RGB(A) PNG and TIFF, which Pillow would read at 8 bits, are read at 16 bits.
@@ -353,7 +353,7 @@ def _open(path: Path) -> tuple[Image.Image | Deep16, dict[str, Any]]:
     return img, info
 
 
-def _save(img: Image.Image | Deep16, target: Path, info: dict[str, Any], png_compression: int = 6) -> None:
+def save_image(img: Image.Image | Deep16, target: Path, info: dict[str, Any], png_compression: int = 6) -> None:
     if isinstance(img, Deep16):
         with atomic_path(target) as tmp:
             try:
@@ -467,8 +467,8 @@ def _transcode(
         # container is only touched from one thread) while the next frame is decoded and upscaled.
         inflight: deque[Future[None]] = deque()
 
-        def encode(planes: _Planes, y_big: np.ndarray, pts: int | None, time_base: Any) -> None:
-            merged = _merge(planes, y_big)
+        def encode(planes: Planes, y_big: np.ndarray, pts: int | None, time_base: Any) -> None:
+            merged = merge_planes(planes, y_big)
             assert isinstance(merged, Image.Image)  # video frames are 8-bit RGB
             big = merged.crop((0, 0, width, height))
             new = av.VideoFrame.from_image(big)
@@ -488,7 +488,7 @@ def _transcode(
             for frame in packet.decode():
                 if not isinstance(frame, av.VideoFrame):
                     continue
-                planes = _split(frame.to_image())
+                planes = split_planes(frame.to_image())
                 y_big = runner(planes.y)
                 inflight.append(encoder.submit(encode, planes, y_big, frame.pts, frame.time_base))
                 while len(inflight) > 2:
@@ -502,7 +502,7 @@ def _transcode(
     return done, total
 
 
-def _jobs(source: Path, output: Path, scale: int) -> Iterator[tuple[Path, Path]]:
+def folder_jobs(source: Path, output: Path, scale: int) -> Iterator[tuple[Path, Path]]:
     """(input, output) pairs. A folder is walked recursively, leaving out ferry's temporary files
     and the output folder when it lies inside the input one (a rerun must not upscale its own
     results again)."""
@@ -523,7 +523,7 @@ def _jobs(source: Path, output: Path, scale: int) -> Iterator[tuple[Path, Path]]
             yield path, output / relative
 
 
-def _validate(src: Path, out: Path, cfg: UpscaleConfig) -> None:
+def validate_paths(src: Path, out: Path, cfg: UpscaleConfig) -> None:
     """Refuse, before a model is built, what cannot work; ``out`` may not be an input."""
     if not os.path.exists(src):
         raise UserError(f"input not found: {src}")
@@ -547,7 +547,7 @@ def _validate(src: Path, out: Path, cfg: UpscaleConfig) -> None:
         raise UserError("--batch groups the tiles of an image: give --tile too")
     if not 0 <= cfg.png_compression <= 9:
         raise UserError("--png-compression must be 0 (none) to 9 (smallest, slowest)")
-    if src.is_dir() and not any(True for _ in _jobs(src, out, 0)):
+    if src.is_dir() and not any(True for _ in folder_jobs(src, out, 0)):
         raise UserError(f"no images or videos in {src}")
 
 
@@ -576,24 +576,24 @@ def upscale(
     cfg = config or UpscaleConfig()
     src, out = Path(source), Path(output)
     with reading(src, None if cfg.model is None or cfg.model.startswith("zoo:") else cfg.model):
-        _validate(src, out, cfg)
+        validate_paths(src, out, cfg)
         start = time.perf_counter()
         model = YChannelModel(cfg, on_status=on_status)
         runner, overlap = model.tiled_runner(cfg)
         result = UpscaleResult(scale=model.scale, runtime=model.runtime, model=model.model, overlap=overlap)
-        jobs = list(_jobs(src, out, model.scale))
+        jobs = list(folder_jobs(src, out, model.scale))
         for folder in sorted({target.parent for _, target in jobs}):
             remove_stale_temps(folder)
-        _run_jobs(jobs, runner, model.scale, cfg, result, on_file=on_file, on_frame=on_frame, folder=src.is_dir())
+        run_jobs(jobs, runner, model.scale, cfg, result, on_file=on_file, on_frame=on_frame, folder=src.is_dir())
         result.seconds = time.perf_counter() - start
     return result
 
 
 def _finish(
-    planes: _Planes, y_big: np.ndarray, target: Path, info: dict[str, Any], png_compression: int
+    planes: Planes, y_big: np.ndarray, target: Path, info: dict[str, Any], png_compression: int
 ) -> tuple[int, int]:
-    big = _merge(planes, y_big)
-    _save(big, target, info, png_compression)
+    big = merge_planes(planes, y_big)
+    save_image(big, target, info, png_compression)
     return big.size
 
 
@@ -648,11 +648,11 @@ def _upscaled(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """A decoded image's planes, its Y plane through the network, and what decoding said of it."""
     img, info = decoding.result()
-    planes = _split(img)
+    planes = split_planes(img)
     return planes, runner(planes.y), info
 
 
-def _run_jobs(
+def run_jobs(
     jobs: list[tuple[Path, Path]],
     runner: Runner,
     scale: int,
@@ -702,7 +702,7 @@ def _run_jobs(
         def prefetch(after: int) -> None:
             for k in [k for k in todo if k > after][:2]:
                 if k not in decoded:
-                    decoded[k] = reader.submit(_open, jobs[k][0])
+                    decoded[k] = reader.submit(open_image, jobs[k][0])
 
         for k, (path, target) in enumerate(jobs):
             began = time.perf_counter()
@@ -715,7 +715,7 @@ def _run_jobs(
                 settle(0)
                 continue
             if k not in decoded:
-                decoded[k] = reader.submit(_open, path)
+                decoded[k] = reader.submit(open_image, path)
             prefetch(k)
             try:
                 planes, y_big, info = _upscaled(decoded.pop(k), runner)
