@@ -232,3 +232,23 @@ def test_the_default_is_the_strongest_model_for_the_scale_and_fast_is_espcn(tmp_
     assert json.loads(res.out)["model"] == "zoo:superres_span"
     res = cli("upscale", tmp_path / "p.png", "-o", tmp_path / "r.png", "--fast", "--model", "zoo:superres")
     assert res.code == 1 and "--fast or --model, not both" in res.err
+
+
+def test_a_cached_zoo_export_upscales_without_importing_torch(tmp_path: Path) -> None:
+    """After the first run (export into the cache), ``ferry upscale`` of a zoo model reads the
+    cached file and the runtime choice: torch is blocked from import and nothing needs it."""
+    import os
+    import subprocess
+    import sys
+
+    _photo(w=40, h=30).save(tmp_path / "p.png")
+    env = {**os.environ, "FERRY_CACHE_DIR": str(tmp_path / "cache")}
+    run = "from ferry.cli import run\nsys.argv = ['ferry', 'upscale', 'p.png', '-o', '{out}', '--fast']\nrun()\n"
+    first = subprocess.run(
+        [sys.executable, "-c", "import sys\n" + run.format(out="a.png")], cwd=tmp_path, env=env, capture_output=True
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    blocked = "import sys\nsys.modules['torch'] = None\n" + run.format(out="b.png")
+    second = subprocess.run([sys.executable, "-c", blocked], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
