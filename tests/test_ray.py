@@ -31,6 +31,16 @@ from PIL import Image
 from tests.conftest import NETWORK_ATTEMPTS
 
 RAY_REASON = "ray is not installed: pip install 'ferry[ray]'"
+MOTO_REASON = "moto (a local S3 server for the s3:// tests) is not installed: pip install 'ferry[dev]'"
+#: this process's and the cluster's nodes' AWS settings: fake credentials and a region, and no
+#: instance metadata (the AWS SDK would ask 169.254.169.254 for credentials): the S3 tests talk to
+#: a moto server on 127.0.0.1 and never to AWS
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 #: zoo:superres on ONNX Runtime: the fastest model and the same numbers on every node
 FAST = ("--model", "zoo:superres", "--backend", "onnxruntime")
 
@@ -50,10 +60,15 @@ def cluster() -> Iterator[str]:
 
     if not importable("ray"):  # (without importing it: Ray reads its settings from the environment then)
         pytest.skip(RAY_REASON)
-    with local_cluster(nodes=2, cpus=1) as address:
-        for part in ("ray.data", "ray.serve"):
-            pytest.importorskip(part, reason=RAY_REASON)
-        yield address
+    with pytest.MonkeyPatch.context() as env:
+        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+            env.delenv(key, raising=False)
+        for key, value in AWS_ENV.items():
+            env.setenv(key, value)  # the nodes' workers inherit them
+        with local_cluster(nodes=2, cpus=1) as address:
+            for part in ("ray.data", "ray.serve"):
+                pytest.importorskip(part, reason=RAY_REASON)
+            yield address
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +158,103 @@ def test_a_worker_that_cannot_start_fails_the_run_with_its_own_error(
     assert res.code == 1
     assert "error: --precision int8 runs on an ONNX backend, not on torch" in res.err, res.err
     assert "Traceback" not in res.err and not (tmp_path / "int8").exists()
+
+
+@pytest.mark.ray
+def test_file_uris_give_the_files_of_a_local_run_and_a_rerun_skips_them(
+    cluster: str, photos: Path, local_run: Path, tmp_path: Path, cli: Any
+) -> None:
+    """The folders as file:// URIs: listed, read and written through pyarrow's filesystem (each
+    worker copies its file to a temporary folder and uploads the output), with the same bytes."""
+    out, report = tmp_path / "x3", tmp_path / "run.json"
+    res = cli("upscale", photos.as_uri(), "-o", out.as_uri(), *FAST, "--ray", cluster, "--json", report)
+    assert res.code == 1, res.err
+    broken = f"{photos.as_uri()}/broken.png"
+    assert f"failed cannot read image {broken}: UnidentifiedImageError" in " ".join(res.err.split()), res.err
+    assert "1 file(s) could not be upscaled (see above); of the other 8, 8 written" in res.err
+    data = json.loads(report.read_text())
+    assert data["runtime"]["ray"]["nodes"] == 2
+    assert {f["source"]: f["target"] for f in data["files"]}[f"{photos.as_uri()}/more/gray.jpg"] == (
+        f"{out.as_uri()}/more/gray.jpg"
+    )
+    assert _files(out) == _files(local_run)  # byte for byte, no temporary file left
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.*")}
+    (out / "more" / "gray.jpg").unlink()
+    # the output as a local path this time: a URI on one side is enough
+    res = cli("upscale", photos.as_uri(), "-o", out, *FAST, "--ray", cluster)
+    assert res.code == 1 and "x3: 1 written, 7 already there, 1 failed" in res.out, (res.out, res.err)
+    assert _files(out) == _files(local_run)
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in before.items() if p.name != "gray.jpg")
+
+
+@pytest.fixture
+def s3(tmp_path: Path, photos: Path) -> Iterator[tuple[Any, str]]:
+    """A moto S3 server on 127.0.0.1 with the photos in ``s3://ferry-test/photos``: its pyarrow
+    filesystem and the query that points a URI at it."""
+    pytest.importorskip("moto.server", reason=MOTO_REASON)
+    import logging
+
+    import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        query = f"endpoint_override={host}:{port}&scheme=http&region=us-east-1"
+        fs = pafs.S3FileSystem(
+            endpoint_override=f"{host}:{port}", scheme="http", region="us-east-1", allow_bucket_creation=True
+        )
+        fs.create_dir("ferry-test")
+        local = pafs.LocalFileSystem()
+        pafs.copy_files(str(photos), "ferry-test/photos", source_filesystem=local, destination_filesystem=fs)
+        yield fs, query
+    finally:
+        server.stop()
+
+
+def _objects(fs: Any, prefix: str) -> dict[str, bytes]:
+    import pyarrow.fs as pafs
+
+    found = fs.get_file_info(pafs.FileSelector(prefix, recursive=True))
+    return {
+        f.path[len(prefix) + 1 :]: fs.open_input_stream(f.path).readall() for f in found if f.type == pafs.FileType.File
+    }
+
+
+@pytest.mark.ray
+def test_s3_uris_give_the_files_of_a_local_run(
+    cluster: str, s3: tuple[Any, str], local_run: Path, tmp_path: Path, cli: Any
+) -> None:
+    """A local S3 server (moto): listing, reads and writes over S3, skip-done from the output's
+    listing, and the refusals (no such bucket, credentials it does not know) in one line."""
+    from moto.core.authorization import enable_iam_authentication
+
+    fs, query = s3
+    source, output, report = f"s3://ferry-test/photos?{query}", f"s3://ferry-test/x3?{query}", tmp_path / "run.json"
+    res = cli("upscale", source, "-o", output, *FAST, "--ray", cluster, "--json", report)
+    assert res.code == 1, res.err
+    assert "failed cannot read image s3://ferry-test/photos/broken.png:" in " ".join(res.err.split()), res.err
+    assert "endpoint_override" not in res.err  # the URIs as they are named, without their options
+    data = json.loads(report.read_text())
+    assert data["runtime"]["ray"]["nodes"] == 2 and [f["status"] for f in data["files"]].count("done") == 8
+    assert _objects(fs, "ferry-test/x3") == _files(local_run)
+    with fs.open_input_stream("ferry-test/x3/more/gray.jpg") as stream:
+        assert stream.metadata()["Content-Type"] == b"image/jpeg"
+    fs.delete_file("ferry-test/x3/cat3.png")
+    res = cli("upscale", source, "-o", output, *FAST, "--ray", cluster)
+    assert res.code == 1 and "x3: 1 written, 7 already there, 1 failed" in res.out, (res.out, res.err)
+    assert _objects(fs, "ferry-test/x3") == _files(local_run)
+
+    res = cli("upscale", source, "-o", f"s3://nowhere/x3?{query}", *FAST, "--ray", cluster)
+    assert res.code == 1 and "error: cannot list s3://nowhere/x3: the bucket does not exist" in res.err, res.err
+    with enable_iam_authentication():  # moto now checks the keys, and knows none
+        res = cli("upscale", source, "-o", output, *FAST, "--ray", cluster)
+    assert (
+        res.code == 1 and "error: cannot read s3://ferry-test/photos: access denied: give credentials that" in res.err
+    )
+    assert "Traceback" not in res.err and len(res.err.strip().splitlines()[-1]) < 500, res.err
 
 
 def _superres_file() -> Path:
@@ -251,6 +363,61 @@ def test_ray_upscales_folders_not_files(photos: Path, tmp_path: Path, cli: Any) 
     pytest.importorskip("ray", reason=RAY_REASON)
     res = cli("upscale", photos / "cat0.png", "-o", tmp_path / "cat.png", "--ray", "local")
     assert res.code == 1 and "--ray upscales a folder and" in res.err and "leave out --ray" in res.err
+
+
+def test_uris_need_ray(photos: Path, tmp_path: Path, cli: Any) -> None:
+    for args in (("s3://bucket/photos", "-o", tmp_path / "out"), (photos, "-o", "s3://KEY:SECRET@bucket/out?region=x")):
+        res = cli("upscale", *args, *FAST)
+        assert res.code == 1 and "URIs need --ray ADDRESS (--ray local: Ray on this machine" in res.err, res.err
+        assert "SECRET" not in res.err and "region" not in res.err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "output", "message"),
+    [
+        ("foo://b/photos", "out", "cannot open foo://b/photos: pyarrow knows no filesystem foo://; give one it knows"),
+        ("s3://", "out", "s3:// names no folder: give one, e.g. s3://BUCKET/FOLDER"),
+        ("{photos}/nothing", "out", "input not found: {photos}/nothing"),
+        ("{photos}/cat0.png", "out", "--ray upscales a folder and {photos}/cat0.png is a file; give the folder"),
+        ("{photos}", "{photos}/cat0.png", "{photos}/cat0.png is a file; give a folder as the output"),
+        ("{photos}", "{photos}/", "refusing to write into {photos}: it is the input folder"),
+        ("{photos}", "{plain}", "refusing to write into {plain}: it is the input folder"),
+    ],
+)
+def test_a_bad_uri_is_one_line_before_ray_starts(
+    photos: Path, cli: Any, monkeypatch: pytest.MonkeyPatch, source: str, output: str, message: str
+) -> None:
+    pytest.importorskip("ray.data", reason=RAY_REASON)
+    for key, value in AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    names = {"photos": photos.as_uri(), "plain": str(photos)}
+    res = cli("upscale", source.format(**names), "-o", output.format(**names), *FAST, "--ray", "127.0.0.1:1")
+    assert res.code == 1 and message.format(**names) in res.err and "Traceback" not in res.err, res.err
+
+
+def test_uri_listing_finds_what_a_local_walk_finds(photos: Path, tmp_path: Path) -> None:
+    """The same files in the same order, with an output folder inside the input left out and
+    ferry's temporary files skipped, as :func:`~ferry.superres.upscale.folder_jobs` does."""
+    pytest.importorskip("pyarrow.fs", reason=RAY_REASON)
+    from ferry.superres.distributed import _uri_files
+    from ferry.superres.upscale import UpscaleConfig, folder_jobs
+
+    folder = tmp_path / "in"
+    shutil.copytree(photos, folder)
+    (folder / "a").mkdir()
+    (folder / "a" / "b.png").write_bytes((photos / "cat0.png").read_bytes())
+    (folder / "a.png").write_bytes((photos / "cat1.png").read_bytes())  # sorts after a/ as paths do
+    (folder / "x3" / "old").mkdir(parents=True)
+    (folder / "x3" / "cat0.png").write_bytes((photos / "cat0.png").read_bytes())  # an earlier run's output
+    (folder / "more" / ".ferry-tmp-0000-1-ab.png").write_bytes(b"half")
+    (folder / "notes.txt").write_text("not an image")
+    files = _uri_files(folder.as_uri(), f"{folder.as_uri()}/x3", UpscaleConfig())
+    local = [(p.relative_to(folder).as_posix(), t) for p, t in folder_jobs(folder, folder / "x3", 3)]
+    assert [str(s).removeprefix(folder.as_uri() + "/") for s, _ in files.jobs] == [name for name, _ in local]
+    assert [t for _, t in files.jobs] == [(folder / "x3").as_uri() + "/" + name for name, _ in local]
+    assert files.done == {[name for name, _ in local].index("cat0.png")}  # its output is there
+    assert files.paths[0] == (str(folder / "a" / "b.png"), str(folder / "x3" / "a" / "b.png"))
 
 
 @pytest.fixture

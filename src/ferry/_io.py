@@ -59,7 +59,8 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _stale(name: str) -> bool:
+def is_stale_temp(name: str) -> bool:
+    """Whether ``name`` is a temporary file of a process of this host that has died."""
     match = _TEMP_NAME.match(name)
     return match is not None and match["host"] == _HOST and not _process_alive(int(match["pid"]))
 
@@ -77,7 +78,7 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
     """
     removed: list[Path] = []
     try:
-        entries = [e for e in os.scandir(folder) if _stale(e.name)]
+        entries = [e for e in os.scandir(folder) if is_stale_temp(e.name)]
     except OSError:
         return removed
     for entry in entries:

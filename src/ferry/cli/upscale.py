@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -20,10 +20,16 @@ if TYPE_CHECKING:
 
 def upscale_cmd(
     source: Annotated[
-        Path,
-        typer.Argument(metavar="INPUT", help="An image, a video (.mp4 .mov .mkv .avi .webm), or a folder (recursive)."),
+        str,
+        typer.Argument(
+            metavar="INPUT",
+            help="An image, a video (.mp4 .mov .mkv .avi .webm), or a folder (recursive); with --ray, a folder's URI"
+            " too (s3://BUCKET/PATH, gs://..., file:///PATH).",
+        ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="PATH", help="Output image, or folder.")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", metavar="PATH", help="Output image, or folder (with --ray, a URI too).")
+    ],
     model: Annotated[
         str | None,
         typer.Option(
@@ -84,7 +90,8 @@ def upscale_cmd(
             metavar="ADDRESS",
             help="Upscale the folder on a Ray cluster (pip install 'ferry[ray]'), one runtime per worker of --threads"
             " CPUs (default 1): local (start Ray here), auto (RAY_ADDRESS or the cluster on this machine), HOST:PORT"
-            " or ray://HOST:PORT. Every node must see INPUT and -o at the same paths.",
+            " or ray://HOST:PORT. Every node must see INPUT and -o at the same paths, or give URIs (s3://..., read and"
+            " written by each node with its own credentials).",
             show_default=False,
         ),
     ] = None,
@@ -129,13 +136,13 @@ def upscale_cmd(
             progress.update(frames, completed=done, total=total or None, visible=True)
 
         def on_file(item: FileResult, done: int, total: int) -> None:
-            progress.update(bar, completed=done, total=total, name=item.source.name)
+            progress.update(bar, completed=done, total=total, name=_file_name(item.source))
             progress.update(frames, visible=False)
             if item.status == "failed":
                 progress.console.print(f"[red]failed[/red] {escape(item.error)}", soft_wrap=True)
             elif item.warning:
                 progress.console.print(
-                    f"[yellow]note[/yellow] {escape(item.source.name)}: {escape(item.warning)}", soft_wrap=True
+                    f"[yellow]note[/yellow] {escape(_file_name(item.source))}: {escape(item.warning)}", soft_wrap=True
                 )
 
         def on_status(text: str) -> None:
@@ -167,6 +174,11 @@ def upscale_cmd(
             console.print(f"{f.source} -> {f.target} ({f.size[0]}x{f.size[1]}, {f.seconds:.2f} s)")
     if not result:
         raise UserError(_failure_summary(result.files))
+
+
+def _file_name(where: Path | str) -> str:
+    """A file's name, from its path or its URI."""
+    return where.name if isinstance(where, Path) else PurePosixPath(where).name
 
 
 def _failure_summary(files: list[FileResult]) -> str:

@@ -79,10 +79,11 @@ class UpscaleConfig:
 
 @dataclass
 class FileResult:
-    """One input file: what happened to it."""
+    """One input file: what happened to it (a local path, or the file's URI in a ``--ray`` run on
+    URIs)."""
 
-    source: Path
-    target: Path
+    source: Path | str
+    target: Path | str
     status: str  # "done", "skipped" or "failed"
     seconds: float = 0.0
     size: tuple[int, int] = (0, 0)
@@ -537,6 +538,13 @@ def validate_paths(src: Path, out: Path, cfg: UpscaleConfig) -> None:
     if src.is_dir() and os.path.isfile(out):
         raise UserError(f"{out} is a file; give a folder as the output of a folder run")
     refuse_if_input(out)  # the photo itself, or the input folder: outputs would replace originals
+    validate_config(cfg)
+    if src.is_dir() and not any(True for _ in folder_jobs(src, out, 0)):
+        raise UserError(f"no images or videos in {src}")
+
+
+def validate_config(cfg: UpscaleConfig) -> None:
+    """Refuse the settings that cannot work (negative tiles, batches without tiles...)."""
     if cfg.tile < 0 or (cfg.overlap is not None and cfg.overlap < 0):
         raise UserError("--tile and --overlap must not be negative")
     if cfg.batch < 1:
@@ -547,8 +555,6 @@ def validate_paths(src: Path, out: Path, cfg: UpscaleConfig) -> None:
         raise UserError("--batch groups the tiles of an image: give --tile too")
     if not 0 <= cfg.png_compression <= 9:
         raise UserError("--png-compression must be 0 (none) to 9 (smallest, slowest)")
-    if src.is_dir() and not any(True for _ in folder_jobs(src, out, 0)):
-        raise UserError(f"no images or videos in {src}")
 
 
 def upscale(
@@ -567,13 +573,22 @@ def upscale(
     are written atomically; existing ones are skipped unless ``config.overwrite``. Inputs are
     never written over: an output that is an input (or the input folder) is refused, an output
     folder inside the input folder is left out of the walk. Temporary files left in the output
-    folders by a killed run are removed.
+    folders by a killed run are removed. Paths are local: URIs (``s3://...``) are for
+    :func:`~ferry.superres.distributed.upscale_on_ray`.
 
     Example:
         >>> ferry.upscale("photo.jpg", "photo_x3.png").files[0].size
         (1353, 900)
     """
+    from ferry._uri import display_name, is_uri
+
     cfg = config or UpscaleConfig()
+    for where in (source, output):
+        if is_uri(where):
+            raise UserError(
+                f"{display_name(str(where))}: URIs need --ray ADDRESS (--ray local: Ray on this machine;"
+                " ferry.upscale_on_ray in Python); without --ray, INPUT and -o are local paths"
+            )
     src, out = Path(source), Path(output)
     with reading(src, None if cfg.model is None or cfg.model.startswith("zoo:") else cfg.model):
         validate_paths(src, out, cfg)
