@@ -167,3 +167,14 @@ def test_zoo_list_and_info(cli) -> None:
     assert "chelsea" not in json.dumps(card["training_data"])
     res = cli("zoo", "info", "superres")
     assert "chelsea" in res.out and "trained by" in res.out
+    res = cli("zoo", "info", "superres_span")
+    card = ferry_zoo_card("superres_span")["validation"]["psnr_gain_db"]
+    lines = {ln.split("│")[1].strip(): ln for ln in res.out.splitlines() if ln.count("│") > 2}
+    assert f"{card['median']:+.2f}" in lines["median gain"] and f"{card['worst']:+.2f}" in lines["worst gain"]
+    assert "SSIM model" in res.out and "lomiri-wallpapers" in " ".join(res.out.split())
+
+
+def ferry_zoo_card(name: str) -> dict:  # type: ignore[type-arg]
+    from ferry import zoo
+
+    return zoo.get(name).card()

@@ -223,36 +223,61 @@ def zoo_info(
         console.print(f"{k}: {escape(str(v))}")
     info = m.card()
     if info:
-        val = info["validation"]
-        table = Table(title="validation (PSNR on Y, dB, border cropped)", title_justify="left")
-        for col in ("image", "size", "bicubic", "model", "gain"):
-            table.add_column(col, justify="right")
-        for img in val["images"]:
-            table.add_row(
-                img["name"],
-                "x".join(map(str, img["size"])),
-                f"{img['psnr_bicubic']:.2f}",
-                f"{img['psnr_model']:.2f}",
-                f"{img['gain']:+.2f}",
-            )
-        table.add_row(
-            "mean",
-            "",
-            f"{val['mean_psnr_bicubic']:.2f}",
-            f"{val['mean_psnr_model']:.2f}",
-            f"{val['mean_gain_db']:+.2f}",
-        )
-        console.print(table)
+        console.print(_validation_table(info["validation"]))
         console.print(
             f"trained by `{info['trained_by']}` in {info['training_seconds'] / 60:.1f} min on {info['cpu_threads']}"
             f" CPU threads, torch {info['torch']}; settings {json.dumps(info['config'])}"
         )
-        data = info["training_data"]
-        console.print(
-            f"training images: scikit-image {', '.join(data['scikit-image'])}; sporco {', '.join(data['sporco'])}"
-        )
+        console.print(f"training images: {_files_summary(info['training_data'])}")
         if info.get("note"):
             console.print(f"note: {escape(info['note'])}")
+
+
+def _validation_table(val: dict[str, Any]) -> Table:
+    """The card's validation figures: every photo, then the mean, median and worst gain."""
+    images = val["images"]
+    ssim = all("ssim_model" in img for img in images)
+    table = Table(title="validation (Y channel, border cropped; PSNR in dB)", title_justify="left")
+    for col in ("image", "size", "bicubic", "model", "gain", *(("SSIM bicubic", "SSIM model") if ssim else ())):
+        table.add_column(col, justify="right")
+    for img in images:
+        row = ["x".join(map(str, img["size"])), f"{img['psnr_bicubic']:.2f}", f"{img['psnr_model']:.2f}"]
+        extra = [f"{img['ssim_bicubic']:.4f}", f"{img['ssim_model']:.4f}"] if ssim else []
+        table.add_row(escape(img["name"]), *row, f"{img['gain']:+.2f}", *extra)
+    gains = sorted(img["gain"] for img in images)
+    mean_ssim = (
+        [
+            f"{sum(i['ssim_bicubic'] for i in images) / len(images):.4f}",
+            f"{sum(i['ssim_model'] for i in images) / len(images):.4f}",
+        ]
+        if ssim
+        else []
+    )
+    table.add_row(
+        "mean",
+        "",
+        f"{val['mean_psnr_bicubic']:.2f}",
+        f"{val['mean_psnr_model']:.2f}",
+        f"{val['mean_gain_db']:+.2f}",
+        *mean_ssim,
+    )
+    median = (gains[(len(gains) - 1) // 2] + gains[len(gains) // 2]) / 2
+    table.add_row("median gain", "", "", "", f"{median:+.2f}")
+    table.add_row("worst gain", "", "", "", f"{gains[0]:+.2f}")
+    return table
+
+
+def _files_summary(data: dict[str, Any]) -> str:
+    """The training files by package (``--json`` lists each with its SHA-256)."""
+    files = data.get("files")
+    if not files:
+        return f"scikit-image {', '.join(data['scikit-image'])}; sporco {', '.join(data['sporco'])}"
+    counts: dict[str, int] = {}
+    for f in files:
+        key = f"{f['package']} {f['version']}"
+        counts[key] = counts.get(key, 0) + 1
+    listed = "; ".join(f"{key}: {n}" for key, n in counts.items())
+    return f"{len(files)} files ({listed}); --json lists each with its SHA-256"
 
 
 def eval_cmd(
