@@ -264,7 +264,7 @@ def _write_html(demo: DemoResult, zoom: list[tuple[str, Image.Image]], cat_x3: I
         f"<p>Largest pixel difference between the ONNX Runtime and the PyTorch result:"
         f" {demo.max_pixel_diff_vs_torch} grey level(s).</p>"
     )
-    figures = "".join(image_tag(img, caption, width=220) for caption, img in zoom)
+    figures = "".join(image_tag(img, caption, width=190) for caption, img in zoom)
     timings = table(["stage", "seconds"], [[k, v] for k, v in demo.timings.items() if k != "speedup_vs_eager"])
     timings += (
         f"<p>ONNX Runtime ran the full-size cat {demo.timings['speedup_vs_eager']:.2f}x as fast as PyTorch eager.</p>"
