@@ -63,7 +63,6 @@ def cached_zoo_export(entry: ZooModel) -> Path:
     """
     from importlib import metadata
 
-    from ferry._io import atomic_path
     from ferry._version import __version__
     from ferry.errors import UserError
 
@@ -82,21 +81,9 @@ def cached_zoo_export(entry: ZooModel) -> Path:
     path = cache_dir() / "models" / f"zoo-{entry.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
     if usable_cached_model(path):
         return path
-    from ferry.export import export
     from ferry.models import load_model
 
-    loaded = load_model(f"zoo:{entry.name}")
-    try:
-        with atomic_path(path) as tmp:
-            export(loaded, tmp)
-        return path
-    except WriteError as exc:
-        warnings.warn(
-            f"not caching the exported model: {exc} (set FERRY_CACHE_DIR to a writable folder)", FerryWarning, 2
-        )
-    path = _scratch_dir() / path.name
-    export(loaded, path)
-    return path
+    return _export_into(load_model(f"zoo:{entry.name}"), path)
 
 
 def usable_cached_model(path: Path) -> bool:
@@ -123,9 +110,7 @@ def usable_cached_model(path: Path) -> bool:
 def cached_export(loaded: LoadedModel) -> Path:
     """The model exported to ONNX with its declared inputs, from the cache when the same model
     (source, weights) was exported by the same ferry and torch before."""
-    from ferry._io import atomic_path
     from ferry._version import __version__
-    from ferry.export import export
 
     key = json.dumps(
         {"source": loaded.source, "weights": _state_digest(loaded), "ferry": __version__, "torch": _torch_version()},
@@ -136,13 +121,22 @@ def cached_export(loaded: LoadedModel) -> Path:
     path = cache_dir() / "models" / f"{name}-{digest}.onnx"
     if usable_cached_model(path):
         return path
+    return _export_into(loaded, path)
+
+
+def _export_into(loaded: LoadedModel, path: Path) -> Path:
+    """Export ``loaded`` to the cache entry ``path`` (atomically), or, when the cache folder cannot
+    be written, into this process's scratch folder with a warning; the file written."""
+    from ferry._io import atomic_path
+    from ferry.export import export
+
     try:
         with atomic_path(path) as tmp:
             export(loaded, tmp)
         return path
     except WriteError as exc:
         warnings.warn(
-            f"not caching the exported model: {exc} (set FERRY_CACHE_DIR to a writable folder)", FerryWarning, 2
+            f"not caching the exported model: {exc} (set FERRY_CACHE_DIR to a writable folder)", FerryWarning, 3
         )
     path = _scratch_dir() / path.name
     export(loaded, path)

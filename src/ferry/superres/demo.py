@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
+from ferry import zoo
 from ferry._io import atomic_path, write_json_atomic
 from ferry.bench._timing import median_time
-from ferry.cache import cached_export
+from ferry.cache import cached_zoo_export
 from ferry.check import CheckResult, check
 from ferry.export import ExportResult, export
 from ferry.models import load_model
@@ -200,7 +201,8 @@ def _timed(timings: dict[str, float], key: str, stage: Callable[[], T]) -> T:
 def _upscale_small(small: Image.Image, original: Image.Image, model: str) -> tuple[Image.Image, float]:
     """The downscaled cat upscaled by a zoo model on ONNX Runtime, and its PSNR as the model card
     measures it."""
-    runner = session_runner(open_session(cached_export(load_model(model))))
+    # the cache entry ``ferry upscale`` reads, so the demo's export serves its later runs too
+    runner = session_runner(open_session(cached_zoo_export(zoo.get(model.removeprefix("zoo:")))))
     scale = original.width // small.width
     score = score_image("chelsea", original, runner, scale=scale)
     return super_resolve(small, runner), score.psnr_model
