@@ -150,11 +150,9 @@ def choose_runtime(
         return known
     if on_status is not None:
         on_status(f"measuring the fastest verified runtime for this machine once (cached in {cache_dir()})")
-    files = {"fp32": path}
-    # int8 only when asked: it moves a few percent of pixels by two grey levels or more, so it
-    # never passes the default fidelity gate, and making the copy costs more than the rest.
-    if precision == "int8":
-        files["int8"] = int8_copy(path, max_psnr_drop=max_psnr_drop)
+    # int8 only when asked (then only int8): it moves a few percent of pixels by two grey levels
+    # or more, so it never passes the default fidelity gate, and making the copy costs more than the rest.
+    files = {"int8": int8_copy(path, max_psnr_drop=max_psnr_drop)} if precision == "int8" else {"fp32": path}
     candidates, sessions = _open_candidates(files, precision, threads)
     verified = _verify(candidates, sessions, path, scale, max_psnr_drop, min_within_one_level)
     _time(candidates, verified, shape, seconds)
@@ -232,8 +230,6 @@ def _open_candidates(
     candidates: list[Candidate] = []
     sessions: dict[int, Session] = {}
     for kind, file in files.items():
-        if precision != "auto" and kind != precision:
-            continue
         for name in _CANDIDATE_BACKENDS:
             backend = REGISTRY.get(name)
             if not backend.available():
