@@ -52,12 +52,12 @@ def _unsafe_part(exc: BaseException) -> str:
     return (named[0] if named else "an object torch does not load without running code")[:200]
 
 
-def load_state_dict(module: nn.Module, path: str | os.PathLike[str], *, strict: bool = True) -> None:
-    """Load a state dict from ``.safetensors`` or ``.pt/.pth`` (weights only) into ``module``.
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or ``.pt/.pth`` (weights only).
 
     Raises:
         UserError: for a missing or empty file, an unknown extension, a pickle that holds code,
-            or keys/shapes that do not match the model.
+            or a file that does not hold a mapping of names to tensors.
     """
     path = input_file(path, "weights file", hint="give a .safetensors, .pt or .pth file")
     suffix = path.suffix.lower()
@@ -66,18 +66,27 @@ def load_state_dict(module: nn.Module, path: str | os.PathLike[str], *, strict: 
         from safetensors.torch import load_file
 
         try:
-            state = load_file(str(path))
+            return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise UserError(f"cannot read safetensors file {path}: {native_message(exc)}; save it again") from exc
-    elif suffix in (".pt", ".pth", ".bin"):
+    if suffix in (".pt", ".pth", ".bin"):
         state = torch_load(path)
         if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
             state = state["state_dict"]
         if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise UserError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    else:
-        raise UserError(f"unsupported weights format {suffix!r} for {path}; use .safetensors, .pt or .pth")
-    fit(module, state, path, strict=strict)
+        return dict(state)
+    raise UserError(f"unsupported weights format {suffix!r} for {path}; use .safetensors, .pt or .pth")
+
+
+def load_state_dict(module: nn.Module, path: str | os.PathLike[str], *, strict: bool = True) -> None:
+    """Load a state dict from ``.safetensors`` or ``.pt/.pth`` (weights only) into ``module``.
+
+    Raises:
+        UserError: for a missing or empty file, an unknown extension, a pickle that holds code,
+            or keys/shapes that do not match the model.
+    """
+    fit(module, read_state_dict(path), path, strict=strict)
 
 
 def fit(module: nn.Module, state: Mapping[str, Any], path: str | os.PathLike[str], *, strict: bool = True) -> None:

@@ -216,3 +216,42 @@ def test_each_source_gives_the_same_share_of_patches() -> None:
     mixed = PatchSampler([("a", big), ("b", small), ("c", small)], scale=3, patch=12, sources=["w", "b", "b"])
     assert len(mixed.weights) == len(by_area.weights) and mixed.weights.sum() == pytest.approx(1.0)
     assert mixed.weights[:3].sum() == pytest.approx(0.5) and mixed.weights[3:].sum() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("make", ["span", "edsr"])
+def test_widen_computes_the_narrower_network_and_trains_the_new_channels(make: str) -> None:
+    from ferry.zoo._y_upscaler import widen
+    from ferry.zoo.edsr import EDSRY
+    from ferry.zoo.span import SPANY
+
+    def build(channels: int) -> torch.nn.Module:
+        return SPANY(3, channels=channels) if make == "span" else EDSRY(3, channels=channels)
+
+    torch.manual_seed(0)
+    small, big = build(16), build(32)
+    for p in small.parameters():  # a trained-looking network: the zero tail would hide the body
+        torch.nn.init.normal_(p, std=0.1)
+    big.load_state_dict(widen(big, small.state_dict()))
+    x = torch.rand(2, 1, 19, 23)
+    with torch.no_grad():
+        assert torch.equal(small.eval()(x), big.eval()(x))
+    loss = (big(x) - torch.rand(2, 1, 57, 69)).abs().mean()
+    loss.backward()
+    assert big.tail.weight.grad is not None and big.tail.weight.grad[:, 16:].abs().sum() > 0  # the new channels learn
+    with pytest.raises(ValueError, match="narrower"):
+        widen(small, big.state_dict())
+
+
+def test_init_from_narrower_span_weights_grows_them(tmp_path: Path) -> None:
+    from importlib import resources
+
+    shipped = resources.files("ferry.zoo") / "weights" / "superres_span_x3.safetensors"
+    with resources.as_file(shipped) as init:
+        grown = train_superres(_cfg(tmp_path, "w", arch="span-w", loss="l1", lr=1e-7, steps=1, init=init))
+        start = load_file(str(init))
+    after = load_file(str(grown.weights))
+    assert after["head.weight"].shape[0] == 48 and start["head.weight"].shape[0] == 32
+    assert torch.allclose(after["tail.weight"][:, :32], start["tail.weight"], atol=1e-5)
+    assert grown.evaluation.mean_gain > 2.0  # it starts as the trained narrower network
+    with pytest.raises(UserError, match="cannot be widened"):
+        train_superres(_cfg(tmp_path, "x", arch="span", init=tmp_path / "w.safetensors"))

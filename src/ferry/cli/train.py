@@ -56,13 +56,17 @@ def train_cmd(
         str,
         typer.Option(
             metavar="NAME",
-            help=f"Network: {', '.join(ARCHITECTURE_NAMES)} (edsr: zoo:superres_edsr; span: zoo:superres_span; span-l: 6 blocks of 48).",
+            help=f"Network: {', '.join(ARCHITECTURE_NAMES)} (edsr: zoo:superres_edsr; span: zoo:superres_span; span-l: 6 blocks of 48; span-w: 4 blocks of 48).",
         ),
     ] = TrainConfig.arch,
     loss: Annotated[str, typer.Option(metavar="NAME", help=f"Pixel loss: {', '.join(LOSS_NAMES)}.")] = TrainConfig.loss,
     init: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", help="Start from these weights (.safetensors): fine-tuning.", show_default=False),
+        typer.Option(
+            metavar="FILE",
+            help="Start from these weights (.safetensors): fine-tuning, or, from a narrower network of the same kind (span for span-w), growing it.",
+            show_default=False,
+        ),
     ] = None,
     data: Annotated[
         str,

@@ -29,6 +29,7 @@ from ferry.superres import datasets, imaging
 from ferry.superres.config import TrainConfig
 from ferry.superres.pipeline import torch_runner
 from ferry.superres.scoring import Evaluation, evaluate
+from ferry.zoo._y_upscaler import YUpscaler, widen
 from ferry.zoo.edsr import EDSRY
 from ferry.zoo.espcn import SuperResolutionNet
 from ferry.zoo.span import SPANY
@@ -44,6 +45,11 @@ ARCHITECTURES: dict[str, tuple[str, Callable[[int], nn.Module]]] = {
     "span-l": (
         "SPANY (SPAN-style, 6 attention blocks of 48 channels, Y channel)",
         lambda scale: SPANY(scale, channels=48, blocks=6),
+    ),
+    # "span" widened to 48 features (about 2.2x its compute); --init with "span" weights grows them
+    "span-w": (
+        "SPANY (SPAN-style, 4 attention blocks of 48 channels, Y channel)",
+        lambda scale: SPANY(scale, channels=48, blocks=4),
     ),
 }
 LOSSES: dict[str, Callable[[], nn.Module]] = {"mse": nn.MSELoss, "l1": nn.L1Loss}
@@ -303,6 +309,22 @@ def _select(
     return ev
 
 
+def _initialise(model: nn.Module, path: Path) -> None:
+    """Start from the weights in ``path``: the same network (fine-tuning), or for a residual
+    Y upscaler, the same network with fewer channels, grown to this one (:func:`widen`)."""
+    from ferry.weights import fit, read_state_dict
+
+    state = read_state_dict(path)
+    own = model.state_dict()
+    narrower = state.keys() == own.keys() and any(state[k].shape != own[k].shape for k in own)
+    if narrower and isinstance(model, YUpscaler):
+        try:
+            state = widen(model, state)
+        except ValueError as exc:
+            raise UserError(f"weights in {path} do not fit the model and cannot be widened to it: {exc}") from exc
+    fit(model, state, path)
+
+
 def _train_step(
     cfg: TrainConfig, step: int, model: nn.Module, opt: torch.optim.Optimizer, loss_fn: nn.Module, sampler: PatchSampler
 ) -> float:
@@ -345,9 +367,7 @@ def train_superres(
     arch_name, build = ARCHITECTURES[cfg.arch]
     model = build(cfg.scale)
     if cfg.init is not None:
-        from ferry.weights import load_state_dict
-
-        load_state_dict(model, cfg.init)  # safetensors or a weights-only torch file; shapes must match
+        _initialise(model, cfg.init)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     progress = _resume(cfg, model, opt)
     train_files = datasets.training_files(cfg.data, root=cfg.wallpaper_root)

@@ -6,7 +6,7 @@ learns only the detail interpolation misses. They take and return the same tenso
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -39,3 +39,35 @@ class YUpscaler(nn.Module):
         features = self.fuse(self.body(head)) + head
         nearest = x.repeat(1, self.scale * self.scale, 1, 1)
         return self.pixel_shuffle(self.tail(features) + nearest)
+
+
+def widen(module: YUpscaler, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state for ``module`` that computes exactly what ``state``, the same network with fewer
+    feature channels, computes; the added channels then train from there (Net2Net-style growth).
+
+    Each tensor of ``state`` goes into the leading corner of the module's own (freshly
+    initialised) tensor. The added channels keep their fresh weights from every input, so they
+    carry signal from the first step, and the weights from them into the old channels and the
+    tail start at zero, so they change nothing until training grows them. This holds for both
+    block types (``(f + x) * tanh(f)`` and residual blocks): every old channel sees only old
+    channels.
+
+    Raises:
+        ValueError: a missing key, or a tensor larger than the module's in any dimension or of
+            another rank.
+    """
+    own = module.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for key, mine in own.items():
+        if key not in state:
+            raise ValueError(f"no tensor {key!r}")
+        old = state[key]
+        if old.dim() != mine.dim() or any(o > m for o, m in zip(old.shape, mine.shape, strict=True)):
+            raise ValueError(f"{key!r} is {tuple(old.shape)}, not a narrower {tuple(mine.shape)}")
+        grown = mine.detach().clone()
+        corner = tuple(slice(0, n) for n in old.shape)
+        grown[corner] = old.to(grown.dtype)
+        if grown.dim() == 4:  # convolution: no path from an added input channel into an old output
+            grown[: old.shape[0], old.shape[1] :] = 0
+        out[key] = grown
+    return out
