@@ -255,3 +255,16 @@ def test_init_from_narrower_span_weights_grows_them(tmp_path: Path) -> None:
     assert grown.evaluation.mean_gain > 2.0  # it starts as the trained narrower network
     with pytest.raises(UserError, match="cannot be widened"):
         train_superres(_cfg(tmp_path, "x", arch="span", init=tmp_path / "w.safetensors"))
+
+
+def test_bf16_steps_train_fp32_weights_and_the_card_says_so(tmp_path: Path) -> None:
+    fp32 = load_file(str(train_superres(_cfg(tmp_path, "f", steps=3)).weights))
+    run = train_superres(_cfg(tmp_path, "b", steps=3, precision="bf16"))
+    bf16 = load_file(str(run.weights))
+    assert all(v.dtype == torch.float32 for v in bf16.values())
+    # the same steps in another arithmetic: close to the fp32 run, not equal to it
+    assert any((bf16[k] != fp32[k]).any() for k in fp32)
+    assert all((bf16[k] - fp32[k]).abs().max() < 0.05 for k in fp32)
+    assert json.loads(run.card.read_text())["config"]["precision"] == "bf16"
+    with pytest.raises(UserError, match="unknown precision 'fp8'"):
+        train_superres(_cfg(tmp_path, "x", precision="fp8"))

@@ -16,6 +16,8 @@ ARCHITECTURE_NAMES = ("espcn", "edsr", "span", "span-l", "span-w")
 LOSS_NAMES = ("mse", "l1")
 #: Training/validation image sets (:mod:`ferry.superres.datasets`).
 DATA_SET_NAMES = ("bundled", "wallpapers")
+#: Arithmetic of the training steps: fp32, or bf16 autocast (fp32 weights and optimizer).
+PRECISION_NAMES = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class TrainConfig:
             (``wallpapers`` adds the Debian wallpaper photos, held out by package).
         wallpaper_root: folder the wallpaper packages are installed or extracted under
             (default ``/``).
+        precision: ``fp32``, or ``bf16``: forward and backward passes autocast to bfloat16 (the
+            weights, the optimizer and the loss stay fp32). About 3x faster steps on CPUs with
+            AMX or AVX512-BF16, slower on others. Validation and the shipped weights are fp32.
     """
 
     out: Path
@@ -59,3 +64,4 @@ class TrainConfig:
     init: Path | None = None
     data: str = "bundled"
     wallpaper_root: Path | None = None
+    precision: str = "fp32"

@@ -26,7 +26,7 @@ from ferry._io import atomic_path, write_json_atomic
 from ferry.cache import sha256_file
 from ferry.errors import UserError
 from ferry.superres import datasets, imaging
-from ferry.superres.config import TrainConfig
+from ferry.superres.config import PRECISION_NAMES, TrainConfig
 from ferry.superres.pipeline import torch_runner
 from ferry.superres.scoring import Evaluation, evaluate
 from ferry.zoo._y_upscaler import YUpscaler, widen
@@ -206,6 +206,8 @@ def _check_config(cfg: TrainConfig) -> None:
         raise UserError(f"unknown data set {cfg.data!r}; known: {', '.join(datasets.DATA_SETS)}")
     if cfg.checkpoint_every < 1:
         raise UserError("--checkpoint-every must be positive")
+    if cfg.precision not in PRECISION_NAMES:
+        raise UserError(f"unknown precision {cfg.precision!r}; known: {', '.join(PRECISION_NAMES)}")
 
 
 def _identity(cfg: TrainConfig) -> dict[str, Any]:
@@ -333,7 +335,9 @@ def _train_step(
     for group in opt.param_groups:
         group["lr"] = _lr_at(step, cfg)
     opt.zero_grad(set_to_none=True)
-    loss = loss_fn(model(lr_batch), hr_batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        out = model(lr_batch.contiguous(memory_format=torch.channels_last))
+    loss = loss_fn(out.float(), hr_batch)
     loss.backward()
     opt.step()
     return float(loss.item())
@@ -368,6 +372,7 @@ def train_superres(
     model = build(cfg.scale)
     if cfg.init is not None:
         _initialise(model, cfg.init)
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # about 1.2x faster convolutions on CPUs (oneDNN)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     progress = _resume(cfg, model, opt)
     train_files = datasets.training_files(cfg.data, root=cfg.wallpaper_root)
