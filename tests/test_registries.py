@@ -75,6 +75,8 @@ def test_every_zoo_model_exports_and_verifies(tmp_path: Path, name: str) -> None
         "superres_x4": ["batch=1,1,height=32,width=32"],
         "superres_edsr": ["batch=1,1,height=32,width=32"],
         "superres_span": ["batch=1,1,height=32,width=32"],
+        "superres_span_x2": ["batch=1,1,height=32,width=32"],
+        "superres_span_x4": ["batch=1,1,height=32,width=32"],
         "srresnet": ["batch=1,3,height=16,width=16"],
     }
     specs = ferry.specs.parse_input_specs(small[name]) if name in small else None

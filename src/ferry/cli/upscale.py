@@ -35,7 +35,7 @@ def upscale_cmd(
         typer.Option(
             metavar="MODEL",
             help="zoo:NAME or an ONNX file exported by ferry. Default: the strongest zoo model for the scale"
-            " (x3: zoo:superres_span; x2, x4: ESPCN).",
+            " (x3: zoo:superres_span; x2: zoo:superres_span_x2; x4: zoo:superres_span_x4).",
             show_default=False,
         ),
     ] = None,

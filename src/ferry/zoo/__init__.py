@@ -116,7 +116,7 @@ def superres_name(scale: int) -> str:
 
 #: The strongest shipped upscaler per factor (mean gain over bicubic on held-out photos): what
 #: ``ferry upscale`` runs unless ``--fast`` (ESPCN, :func:`superres_name`) or ``--model`` says otherwise.
-BEST_UPSCALERS = {3: "superres_span", 2: "superres_x2", 4: "superres_x4"}
+BEST_UPSCALERS = {3: "superres_span", 2: "superres_span_x2", 4: "superres_span_x4"}
 
 
 def upscaler_name(scale: int = 3, *, fast: bool = False) -> str:
@@ -128,7 +128,7 @@ def upscaler_name(scale: int = 3, *, fast: bool = False) -> str:
 
 
 def _stronger_upscalers(reg: Registry[ZooModel]) -> None:
-    """The x3 models that trade a little speed for quality over ESPCN."""
+    """The models that trade a little speed for quality over ESPCN (x3, and SPAN at x2 and x4)."""
     reg.register(
         ZooModel(
             name="superres_edsr",
@@ -158,6 +158,22 @@ def _stronger_upscalers(reg: Registry[ZooModel]) -> None:
             task=superres_y_task(3),
         )
     )
+    for scale in (2, 4):
+        reg.register(
+            ZooModel(
+                name=f"superres_span_x{scale}",
+                summary=f"SPAN-style network x{scale} on the Y channel (4 attention blocks of 32 channels): the best"
+                f" x{scale} model",
+                factory=_factory("span", "SPANY", upscale_factor=scale),
+                inputs=_specs("batch=1,1,height=224,width=224", names=("input",)),
+                outputs=("output",),
+                weights=f"superres_span_x{scale}.safetensors",
+                weights_note="trained by ferry (ferry train superres --arch span --loss l1 --data wallpapers) like"
+                " zoo:superres_span",
+                tolerance=(1e-4, 2e-4),
+                task=superres_y_task(scale),
+            )
+        )
 
 
 def _build_registry() -> Registry[ZooModel]:
