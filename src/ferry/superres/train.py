@@ -41,11 +41,6 @@ ARCHITECTURES: dict[str, tuple[str, Callable[[int], nn.Module]]] = {
     "espcn": ("SuperResolutionNet (ESPCN)", lambda scale: SuperResolutionNet(upscale_factor=scale)),
     "edsr": ("EDSRY (EDSR-style, 8 residual blocks of 32 channels, Y channel)", lambda scale: EDSRY(scale)),
     "span": ("SPANY (SPAN-style, 4 attention blocks of 32 channels, Y channel)", lambda scale: SPANY(scale)),
-    # the SPAN paper's own size (6 blocks of 48 features): about 3.4x the compute of "span"
-    "span-l": (
-        "SPANY (SPAN-style, 6 attention blocks of 48 channels, Y channel)",
-        lambda scale: SPANY(scale, channels=48, blocks=6),
-    ),
     # "span" widened to 48 features (about 2.2x its compute); --init with "span" weights grows them
     "span-w": (
         "SPANY (SPAN-style, 4 attention blocks of 48 channels, Y channel)",
