@@ -268,3 +268,20 @@ def test_bf16_steps_train_fp32_weights_and_the_card_says_so(tmp_path: Path) -> N
     assert json.loads(run.card.read_text())["config"]["precision"] == "bf16"
     with pytest.raises(UserError, match="unknown precision 'fp8'"):
         train_superres(_cfg(tmp_path, "x", precision="fp8"))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_bicubic_base_is_pytorch_bicubic_upscaling_borders_included(scale: int) -> None:
+    import torch.nn.functional as F
+
+    from ferry.zoo.span import SPANY
+
+    untrained = ARCHITECTURES["span-b"][1](scale).eval()  # its tail starts at zero: the base alone
+    x = torch.rand(2, 1, 13, 17)
+    want = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        assert (untrained(x) - want).abs().max() < 1e-5
+    assert "bicubic" not in untrained.state_dict()  # fixed, not learned: weights hold the same keys as span
+    assert untrained.state_dict().keys() == SPANY(scale).state_dict().keys()
+    with pytest.raises(ValueError, match="base"):
+        SPANY(scale, base="lanczos")

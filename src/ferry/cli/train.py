@@ -64,7 +64,7 @@ def train_cmd(
         str,
         typer.Option(
             metavar="NAME",
-            help=f"Network: {', '.join(ARCHITECTURE_NAMES)} (edsr: zoo:superres_edsr; span: zoo:superres_span; span-w: span with 48 channels).",
+            help=f"Network: {', '.join(ARCHITECTURE_NAMES)} (edsr: zoo:superres_edsr; span: zoo:superres_span; span-b: span on a bicubic base; span-w: span with 48 channels).",
         ),
     ] = TrainConfig.arch,
     loss: Annotated[str, typer.Option(metavar="NAME", help=f"Pixel loss: {', '.join(LOSS_NAMES)}.")] = TrainConfig.loss,

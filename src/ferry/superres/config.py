@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Trainable Y-channel architectures (:data:`ferry.superres.train.ARCHITECTURES`).
-ARCHITECTURE_NAMES = ("espcn", "edsr", "span", "span-w")
+ARCHITECTURE_NAMES = ("espcn", "edsr", "span", "span-b", "span-w")
 #: Pixel losses (:data:`ferry.superres.train.LOSSES`).
 LOSS_NAMES = ("mse", "l1")
 #: Training/validation image sets (:mod:`ferry.superres.datasets`).

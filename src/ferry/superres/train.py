@@ -41,6 +41,11 @@ ARCHITECTURES: dict[str, tuple[str, Callable[[int], nn.Module]]] = {
     "espcn": ("SuperResolutionNet (ESPCN)", lambda scale: SuperResolutionNet(upscale_factor=scale)),
     "edsr": ("EDSRY (EDSR-style, 8 residual blocks of 32 channels, Y channel)", lambda scale: EDSRY(scale)),
     "span": ("SPANY (SPAN-style, 4 attention blocks of 32 channels, Y channel)", lambda scale: SPANY(scale)),
+    # "span" adding its output to bicubic upscaling (a fixed 5x5 convolution) instead of nearest
+    "span-b": (
+        "SPANY (SPAN-style, 4 attention blocks of 32 channels, bicubic base, Y channel)",
+        lambda scale: SPANY(scale, base="bicubic"),
+    ),
     # "span" widened to 48 features (about 2.2x its compute); --init with "span" weights grows them
     "span-w": (
         "SPANY (SPAN-style, 4 attention blocks of 48 channels, Y channel)",

@@ -48,9 +48,20 @@ class SPANY(YUpscaler):
         channels: feature channels (a multiple of 16 suits ONNX Runtime's blocked layout).
         blocks: attention blocks.
         slope: negative slope of the LeakyReLU activations.
+        base: what the output is added to: ``nearest`` or ``bicubic`` upscaling of the input.
     """
 
-    def __init__(self, upscale_factor: int = 3, channels: int = 32, blocks: int = 4, slope: float = 0.05) -> None:
+    def __init__(
+        self,
+        upscale_factor: int = 3,
+        channels: int = 32,
+        blocks: int = 4,
+        slope: float = 0.05,
+        base: str = "nearest",
+    ) -> None:
         super().__init__(
-            upscale_factor, channels, lambda: nn.Sequential(*[_AttentionBlock(channels, slope) for _ in range(blocks)])
+            upscale_factor,
+            channels,
+            lambda: nn.Sequential(*[_AttentionBlock(channels, slope) for _ in range(blocks)]),
+            base=base,
         )
