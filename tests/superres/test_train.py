@@ -285,3 +285,13 @@ def test_the_bicubic_base_is_pytorch_bicubic_upscaling_borders_included(scale: i
     assert untrained.state_dict().keys() == SPANY(scale).state_dict().keys()
     with pytest.raises(ValueError, match="base"):
         SPANY(scale, base="lanczos")
+
+
+def test_the_bicubic_base_stays_fp32_under_bf16_autocast() -> None:
+    model = ARCHITECTURES["span-b"][1](3).eval()
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        fp32 = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(x)
+    assert bf16.dtype == torch.float32 and (bf16 - fp32).abs().max() < 1e-6  # untrained: the base alone

@@ -52,6 +52,11 @@ class YUpscaler(nn.Module):
         features = self.fuse(self.body(head)) + head
         if self.bicubic is None:
             upscaled = x.repeat(1, self.scale * self.scale, 1, 1)  # nearest neighbour, phase by phase
+        elif torch.is_autocast_enabled(x.device.type):
+            # The base carries the whole image: in bfloat16 it would be off by up to a grey level,
+            # and training under autocast would learn to undo an error fp32 inference never makes.
+            with torch.autocast(x.device.type, enabled=False):
+                upscaled = F.conv2d(F.pad(x.float(), (2, 2, 2, 2), mode="replicate"), self.bicubic)
         else:
             upscaled = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), self.bicubic)
         return self.pixel_shuffle(self.tail(features) + upscaled)
