@@ -143,33 +143,18 @@ def _stronger_upscalers(reg: Registry[ZooModel]) -> None:
             task=superres_y_task(3),
         )
     )
-    reg.register(
-        ZooModel(
-            name="superres_span",
-            summary="SPAN-style network x3 on the Y channel (4 attention blocks of 32 channels): the best x3 model,"
-            " ~2.3x ESPCN's CPU time",
-            factory=_factory("span", "SPANY", upscale_factor=3),
-            inputs=_specs("batch=1,1,height=224,width=224", names=("input",)),
-            outputs=("output",),
-            weights="superres_span_x3.safetensors",
-            weights_note="trained by ferry (ferry train superres --arch span --loss l1 --data wallpapers) on the"
-            " bundled images and Debian wallpaper photos; checkpoint chosen on held-out photos",
-            tolerance=(1e-4, 2e-4),
-            task=superres_y_task(3),
-        )
-    )
-    for scale in (2, 4):
+    for scale in SUPERRES_SCALES:
         reg.register(
             ZooModel(
-                name=f"superres_span_x{scale}",
+                name="superres_span" if scale == 3 else f"superres_span_x{scale}",
                 summary=f"SPAN-style network x{scale} on the Y channel (4 attention blocks of 32 channels): the best"
-                f" x{scale} model",
+                f" x{scale} model" + (", ~2.3x ESPCN's CPU time" if scale == 3 else ""),
                 factory=_factory("span", "SPANY", upscale_factor=scale),
                 inputs=_specs("batch=1,1,height=224,width=224", names=("input",)),
                 outputs=("output",),
                 weights=f"superres_span_x{scale}.safetensors",
-                weights_note="trained by ferry (ferry train superres --arch span --loss l1 --data wallpapers) like"
-                " zoo:superres_span",
+                weights_note="trained by ferry (ferry train superres --arch span --loss l1 --data wallpapers) on the"
+                " bundled images and Debian wallpaper photos; checkpoint chosen on held-out photos",
                 tolerance=(1e-4, 2e-4),
                 task=superres_y_task(scale),
             )

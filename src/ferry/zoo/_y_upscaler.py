@@ -6,6 +6,7 @@ as ESPCN (``N x 1 x H x W`` Y in [0, 1] -> ``N x 1 x sH x sW``)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 
@@ -40,10 +41,9 @@ class YUpscaler(nn.Module):
         self.fuse = nn.Conv2d(channels, channels, 3, padding=1)
         self.tail = nn.Conv2d(channels, upscale_factor**2, 3, padding=1)
         self.pixel_shuffle = nn.PixelShuffle(upscale_factor)
-        # The tail starts at zero: the untrained network is nearest-neighbour upscaling.
+        # The tail starts at zero: the untrained network is its base upscaling.
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)  # type: ignore[arg-type]  # Conv2d has a bias by default
-        self.base = base
         # Not in the state dict: fixed, not learned.
         self.register_buffer("bicubic", bicubic_phases(upscale_factor) if base == "bicubic" else None, persistent=False)
 
@@ -52,13 +52,13 @@ class YUpscaler(nn.Module):
         features = self.fuse(self.body(head)) + head
         if self.bicubic is None:
             upscaled = x.repeat(1, self.scale * self.scale, 1, 1)  # nearest neighbour, phase by phase
-        elif torch.is_autocast_enabled(x.device.type):
+        else:
             # The base carries the whole image: in bfloat16 it would be off by up to a grey level,
             # and training under autocast would learn to undo an error fp32 inference never makes.
-            with torch.autocast(x.device.type, enabled=False):
-                upscaled = F.conv2d(F.pad(x.float(), (2, 2, 2, 2), mode="replicate"), self.bicubic)
-        else:
-            upscaled = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), self.bicubic)
+            # (Outside autocast no context at all: nothing for the exporters to trace.)
+            autocast = torch.is_autocast_enabled(x.device.type)
+            with torch.autocast(x.device.type, enabled=False) if autocast else contextlib.nullcontext():
+                upscaled = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), self.bicubic)
         return self.pixel_shuffle(self.tail(features) + upscaled)
 
 
